@@ -1,0 +1,70 @@
+# The Makefile is the contract: make (build), make test, make bench, make package, make clean.
+# Every bundled program's version is pinned in embed/tools/go.mod; Kubernetes' in go.mod.
+
+SHELL := /bin/bash
+GO ?= go
+K8S_VERSION := $(shell awk '$$1=="k8s.io/kubernetes"{print $$2; exit}' go.mod)
+K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
+GLUEBOX_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BUILD_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+KVER_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
+LDFLAGS := -s -w -X github.com/gluebox/gluebox/appliance/version.Version=$(GLUEBOX_VERSION)
+LDFLAGS += $(foreach p,$(KVER_PKGS),-X $(p).gitVersion=$(K8S_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=$(K8S_MINOR) -X $(p).gitTreeState=clean -X $(p).buildDate=$(BUILD_DATE))
+
+TOOLS_DIR := embed/tools
+BUILD_DIR := embed/.build
+BUNDLE := embed/bundle/bundle.tar.zst
+TOOL_SRCS := $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(wildcard $(TOOLS_DIR)/*/*.go) $(wildcard embed/mkbundle/*.go) $(wildcard appliance/ociimage/*.go)
+tool_version = $(shell awk '$$1=="$(1)"{print $$2; exit}' $(TOOLS_DIR)/go.mod)
+
+.PHONY: all build bundle deps test test-unit test-e2e bench package clean
+
+all: build
+
+# deps installs what building and testing need on a fresh Debian machine.
+deps:
+	@bash .ci/deps
+
+build: bin/gluebox
+
+bundle: $(BUNDLE)
+
+$(BUNDLE): $(TOOL_SRCS)
+	@mkdir -p $(BUILD_DIR)/bin
+	cd $(TOOLS_DIR) && CGO_ENABLED=0 $(GO) build -ldflags '-s -w -X github.com/containerd/containerd/v2/version.Version=$(call tool_version,github.com/containerd/containerd/v2)' \
+		-tags 'no_btrfs no_devmapper no_zfs' -o ../.build/bin/ \
+		github.com/containerd/containerd/v2/cmd/containerd \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+		github.com/containerd/containerd/v2/cmd/ctr
+	cd $(TOOLS_DIR) && CGO_ENABLED=1 $(GO) build -tags 'seccomp netgo osusergo' \
+		-ldflags '-s -w -extldflags -static -X main.version=$(patsubst v%,%,$(call tool_version,github.com/opencontainers/runc))' \
+		-o ../.build/bin/runc github.com/opencontainers/runc
+	cd $(TOOLS_DIR) && CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o ../.build/bin/ \
+		github.com/containernetworking/plugins/plugins/main/bridge \
+		github.com/containernetworking/plugins/plugins/main/loopback \
+		github.com/containernetworking/plugins/plugins/ipam/host-local \
+		github.com/containernetworking/plugins/plugins/meta/portmap \
+		./coredns ./pause
+	$(GO) run ./embed/mkbundle -in $(BUILD_DIR)/bin -out embed/bundle
+
+bin/gluebox: $(BUNDLE) $(shell find cmd appliance assets embed -name '*.go' -not -path 'embed/tools/*' 2>/dev/null) go.mod go.sum
+	@mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/gluebox ./cmd/gluebox
+	@ls -la bin/gluebox
+
+# test runs every test, the end-to-end tests that boot a real node included (they need root).
+test: build
+	$(GO) test -count=1 -timeout 60m ./...
+
+test-unit: bundle
+	$(GO) test -count=1 -short ./...
+
+bench: build
+	$(GO) run ./bench -gluebox bin/gluebox
+
+package: build
+	$(GO) run ./packaging -binary bin/gluebox -version $(GLUEBOX_VERSION) -out dist
+
+clean:
+	rm -rf bin dist $(BUILD_DIR) embed/bundle/bundle.tar.zst embed/bundle/bundle.sha256

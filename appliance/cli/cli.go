@@ -1,0 +1,342 @@
+// Package cli is gluebox's command line: every sub-command and its flags are wired here and
+// nowhere else. Commands that need a running server talk to it through appliance/api over the
+// data dir's unix socket. Only cmd/gluebox imports it.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+
+	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/cleanup"
+	"github.com/gluebox/gluebox/appliance/config"
+	"github.com/gluebox/gluebox/appliance/hostcheck"
+	"github.com/gluebox/gluebox/appliance/paths"
+	"github.com/gluebox/gluebox/appliance/server"
+	"github.com/gluebox/gluebox/appliance/version"
+)
+
+// Main runs the gluebox command line with args (without the program name) and returns the
+// process exit code.
+func Main(args []string) int {
+	root := NewRoot()
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "gluebox:", err)
+		return 1
+	}
+	return 0
+}
+
+// Kubectl runs the embedded kubectl with args against this host's cluster, unless KUBECONFIG or
+// --kubeconfig says otherwise.
+func Kubectl(args []string) int {
+	if os.Getenv("KUBECONFIG") == "" {
+		if l, err := paths.FromEnv(); err == nil {
+			os.Setenv("KUBECONFIG", l.KubeconfigAdmin())
+		}
+	}
+	os.Args = append([]string{"kubectl"}, args...)
+	cmd := kubectlcmd.NewDefaultKubectlCommand()
+	cmd.SetArgs(args)
+	if err := cmd.Execute(); err != nil {
+		return 1
+	}
+	return 0
+}
+
+type globals struct {
+	dataDir string
+}
+
+func (g *globals) layout() (paths.Layout, error) { return paths.New(g.dataDir) }
+
+func (g *globals) client() *api.Client {
+	l, err := g.layout()
+	if err != nil {
+		return api.NewClient("")
+	}
+	return api.NewClient(l.Socket())
+}
+
+// NewRoot returns the root command with every sub-command.
+func NewRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "gluebox",
+		Short:         "gluebox turns this host into a GitOps application platform",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	def := os.Getenv("GLUEBOX_DATA_DIR")
+	if def == "" {
+		def = paths.DefaultDataDir
+	}
+	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", def, "data dir of the gluebox instance (GLUEBOX_DATA_DIR)")
+	root.AddCommand(
+		newServerCmd(),
+		newKubectlCmd(g),
+		newCtrCmd(g),
+		newStatusCmd(g),
+		newCheckCmd(g),
+		newVersionCmd(),
+		newCleanupCmd(g),
+	)
+	for _, c := range extraCommands(g) {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+func newServerCmd() *cobra.Command {
+	var cfg config.Server
+	var cfgFile string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Boot the whole platform on this host and serve until SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fs := cmd.Flags()
+			required := fs.Changed("config")
+			if err := config.LoadFile(fs, cfgFile, required); err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			srv, err := server.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return srv.Run(ctx)
+		},
+	}
+	// server owns --data-dir itself (it is also a config key), shadowing the global one.
+	cfg.BindFlags(cmd.Flags())
+	cmd.Flags().StringVar(&cfgFile, "config", config.DefaultFile, "configuration file; its keys are this command's flag names")
+	return cmd
+}
+
+func newKubectlCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:                "kubectl [args...]",
+		Short:              "Run the embedded kubectl against this host's cluster",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if os.Getenv("KUBECONFIG") == "" {
+				l, err := g.layout()
+				if err != nil {
+					return err
+				}
+				os.Setenv("KUBECONFIG", l.KubeconfigAdmin())
+			}
+			if code := Kubectl(args); code != 0 {
+				os.Exit(code) // kubectl has printed its error
+			}
+			return nil
+		},
+	}
+}
+
+func newCtrCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:                "ctr [args...]",
+		Short:              "Run the bundled containerd client against this node (namespace k8s.io)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.layout()
+			if err != nil {
+				return err
+			}
+			bin := l.Join("bin", "current", "bin", "ctr")
+			if _, err := os.Stat(bin); err != nil {
+				return fmt.Errorf("no bundled ctr at %s: start `gluebox server` once to extract it", bin)
+			}
+			c := exec.Command(bin, append([]string{"--address", l.ContainerdSocket(), "--namespace", "k8s.io"}, args...)...)
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+			if err := c.Run(); err != nil {
+				if ee, ok := err.(*exec.ExitError); ok {
+					os.Exit(ee.ExitCode())
+				}
+				return err
+			}
+			return nil
+		},
+	}
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the health of every component of the running server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st server.Status
+			if err := g.client().Do(cmd.Context(), "GET", "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "phase:\t%s\n", st.Phase)
+			fmt.Fprintf(w, "node:\t%s (%s)\n", st.Node, st.NodeIP)
+			fmt.Fprintf(w, "data dir:\t%s\n", st.DataDir)
+			fmt.Fprintf(w, "uptime:\t%s\n", st.Uptime)
+			if st.BootTime != "" {
+				fmt.Fprintf(w, "boot to node Ready:\t%s\n", st.BootTime)
+			}
+			fmt.Fprintf(w, "kubernetes API:\t%s (kubeconfig %s)\n", st.APIServer, st.Kubeconfig)
+			if st.LastError != "" {
+				fmt.Fprintf(w, "last error:\t%s\n", st.LastError)
+			}
+			fmt.Fprintln(w, "\nCOMPONENT\tSTATE\tSINCE\tERROR")
+			for _, c := range st.Components {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.State, c.Since.Format("15:04:05"), c.Error)
+			}
+			fmt.Fprintln(w, "\nCHILD\tSTATE\tPID\tRESTARTS")
+			for _, c := range st.Children {
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", c.Name, c.State, c.PID, c.Restarts)
+			}
+			fmt.Fprintln(w)
+			keys := make([]string, 0, len(st.Versions))
+			for k := range st.Versions {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(w, "%s\t%s\n", k, st.Versions[k])
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newCheckCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	var apiPort int
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Pre-flight: check kernel features, cgroups, binaries, ports and disk",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := g.layout()
+			if err != nil {
+				return err
+			}
+			rep := hostcheck.Run(hostcheck.Options{DataDir: l.Root(), Ports: []hostcheck.Port{
+				{Addr: fmt.Sprintf(":%d", apiPort), Flag: "--api-port", Why: "Kubernetes API"},
+				{Addr: ":10250", Why: "kubelet"},
+			}})
+			if asJSON {
+				if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range rep {
+					mark := "ok  "
+					if !r.OK && r.Warning {
+						mark = "warn"
+					} else if !r.OK {
+						mark = "FAIL"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s  %-24s %s\n", mark, r.Name, r.Detail)
+				}
+			}
+			if err := rep.Err(); err != nil {
+				return fmt.Errorf("this host cannot run gluebox yet (see FAIL lines)")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().IntVar(&apiPort, "api-port", 6443, "Kubernetes API port to check")
+	return cmd
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the versions of gluebox and its embedded components",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			info := version.Info()
+			keys := make([]string, 0, len(info))
+			for k := range info {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", k, info[k])
+			}
+			for _, line := range bundledVersions() {
+				fmt.Fprintln(cmd.OutOrStdout(), line)
+			}
+			return nil
+		},
+	}
+}
+
+func newCleanupCmd(g *globals) *cobra.Command {
+	var purge, keepIPTables bool
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Stop every container and helper of an instance and remove its mounts, bridge and iptables rules",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := g.layout()
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(l.Root()); err != nil {
+				return fmt.Errorf("no gluebox data dir at %s", l.Root())
+			}
+			unlock, err := server.LockDataDir(l)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			return cleanup.Run(cleanup.Options{Layout: l, Purge: purge, KeepIPTables: keepIPTables, Log: log})
+		},
+	}
+	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the data dir (all cluster state, images and volumes)")
+	cmd.Flags().BoolVar(&keepIPTables, "keep-iptables", false, "leave KUBE-*/CNI-* iptables chains (another node on this host uses them)")
+	return cmd
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// bundledVersions lists the bundled programs' versions from the bundle's manifest, if the
+// bundle has been extracted.
+func bundledVersions() []string {
+	l, err := paths.FromEnv()
+	if err != nil {
+		return nil
+	}
+	b, err := os.ReadFile(l.Join("bin", "current", "VERSIONS"))
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}

@@ -1,0 +1,188 @@
+// Package config is the server's configuration: one nested struct whose every field is a
+// `gluebox server` flag and, under the same name, a key of /etc/gluebox/config.yaml. Flags win
+// over the file, the file over defaults. Unknown keys, bad values and unusable combinations are
+// errors that name the file, line and key. Only the CLI and the server import it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultFile is the configuration file read when --config is not given (missing is fine).
+const DefaultFile = "/etc/gluebox/config.yaml"
+
+// Server is the configuration of `gluebox server`. Each field's doc gives its default.
+type Server struct {
+	// DataDir holds all state (default /var/lib/gluebox; GLUEBOX_DATA_DIR also sets it).
+	DataDir string
+	// Domain is the DNS suffix of app hostnames (default "gluebox.local").
+	Domain string
+	// HTTPAddr and HTTPSAddr are the front door's listeners (defaults :80 and :443).
+	HTTPAddr  string
+	HTTPSAddr string
+	// RegistryAddr is the built-in registry's listener (default 127.0.0.1:5000).
+	RegistryAddr string
+	// ConsoleAddr is the web console's listener (default 127.0.0.1:8443).
+	ConsoleAddr string
+	// APIPort is the Kubernetes API's secure port (default 6443).
+	APIPort int
+	// DatastoreEndpoint is kine's backend: empty means SQLite in the data dir; postgres://,
+	// mysql:// go through kine; http(s):// is a real etcd used directly.
+	DatastoreEndpoint string
+	// PollInterval is how often Git sources are checked (default 15s).
+	PollInterval time.Duration
+	// NodeName names this node (default: the host name, lowercased).
+	NodeName string
+	// NodeIP is the node's address (default: the address of the default-route interface).
+	NodeIP string
+	// ClusterCIDR and ServiceCIDR are the pod and service ranges (defaults 10.42.0.0/16 and
+	// 10.43.0.0/16).
+	ClusterCIDR string
+	ServiceCIDR string
+	// Upstream component flags as key=value, overriding gluebox's defaults (empty value
+	// removes a default).
+	APIServerArgs         []string
+	ControllerManagerArgs []string
+	SchedulerArgs         []string
+	KubeletArgs           []string
+	KubeProxyArgs         []string
+	// ShutdownTimeout bounds a clean stop of all components (default 60s).
+	ShutdownTimeout time.Duration
+}
+
+// BindFlags registers every field as a flag on fs, with its default.
+func (s *Server) BindFlags(fs *pflag.FlagSet) {
+	dataDir := os.Getenv("GLUEBOX_DATA_DIR")
+	if dataDir == "" {
+		dataDir = "/var/lib/gluebox"
+	}
+	fs.StringVar(&s.DataDir, "data-dir", dataDir, "directory holding all of gluebox's state")
+	fs.StringVar(&s.Domain, "domain", "gluebox.local", "DNS suffix of app hostnames (<app>-<env>.<domain>)")
+	fs.StringVar(&s.HTTPAddr, "http-addr", ":80", "front door HTTP listener")
+	fs.StringVar(&s.HTTPSAddr, "https-addr", ":443", "front door HTTPS listener")
+	fs.StringVar(&s.RegistryAddr, "registry-addr", "127.0.0.1:5000", "built-in OCI registry listener")
+	fs.StringVar(&s.ConsoleAddr, "console-addr", "127.0.0.1:8443", "web console listener")
+	fs.IntVar(&s.APIPort, "api-port", 6443, "Kubernetes API secure port")
+	fs.StringVar(&s.DatastoreEndpoint, "datastore-endpoint", "", "datastore: empty for SQLite, or postgres://, mysql://, https:// (etcd)")
+	fs.DurationVar(&s.PollInterval, "poll-interval", 15*time.Second, "how often Git sources are polled")
+	fs.StringVar(&s.NodeName, "node-name", "", "node name (default: host name)")
+	fs.StringVar(&s.NodeIP, "node-ip", "", "node IPv4 address (default: address of the default-route interface)")
+	fs.StringVar(&s.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "pod address range")
+	fs.StringVar(&s.ServiceCIDR, "service-cidr", "10.43.0.0/16", "service address range")
+	fs.StringArrayVar(&s.APIServerArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag as key=value (repeatable)")
+	fs.StringArrayVar(&s.ControllerManagerArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
+	fs.StringArrayVar(&s.SchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
+	fs.StringArrayVar(&s.KubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
+	fs.StringArrayVar(&s.KubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "bound on a clean stop of all components")
+}
+
+// LoadFile applies the keys of the YAML file at path to the flags of fs that were not set on
+// the command line. A missing file is fine when required is false (the default file).
+func LoadFile(fs *pflag.FlagSet, path string, required bool) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !required {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read config file %s: %w", path, err)
+	}
+	return Apply(fs, path, data)
+}
+
+// Apply applies YAML config data (named path in errors) to the unset flags of fs.
+func Apply(fs *pflag.FlagSet, path string, data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: invalid YAML: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("%s:%d: the config file must be a mapping of flag names to values", path, root.Line)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		f := fs.Lookup(k.Value)
+		if f == nil || k.Value == "config" {
+			return fmt.Errorf("%s:%d: unknown key %q (keys are the flags of `gluebox server --help`, e.g. data-dir, domain)", path, k.Line, k.Value)
+		}
+		if f.Changed {
+			continue // the command line wins
+		}
+		var values []string
+		switch v.Kind {
+		case yaml.ScalarNode:
+			values = []string{v.Value}
+		case yaml.SequenceNode:
+			if f.Value.Type() != "stringArray" {
+				return fmt.Errorf("%s:%d: key %q takes a single value, not a list", path, v.Line, k.Value)
+			}
+			for _, item := range v.Content {
+				if item.Kind != yaml.ScalarNode {
+					return fmt.Errorf("%s:%d: key %q: list items must be plain values", path, item.Line, k.Value)
+				}
+				values = append(values, item.Value)
+			}
+		default:
+			return fmt.Errorf("%s:%d: key %q must be a value or a list of values", path, v.Line, k.Value)
+		}
+		for _, val := range values {
+			if err := fs.Set(k.Value, val); err != nil {
+				return fmt.Errorf("%s:%d: key %q: %v", path, v.Line, k.Value, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks values that flags alone cannot, naming the flag and the fix.
+func (s *Server) Validate() error {
+	var errs []error
+	if s.NodeIP != "" {
+		if ip := net.ParseIP(s.NodeIP); ip == nil || ip.To4() == nil {
+			errs = append(errs, fmt.Errorf("--node-ip %q is not an IPv4 address", s.NodeIP))
+		}
+	}
+	for name, c := range map[string]string{"--cluster-cidr": s.ClusterCIDR, "--service-cidr": s.ServiceCIDR} {
+		ip, n, err := net.ParseCIDR(c)
+		if err != nil || ip.To4() == nil {
+			errs = append(errs, fmt.Errorf("%s %q is not an IPv4 CIDR such as 10.42.0.0/16", name, c))
+			continue
+		}
+		if ones, _ := n.Mask.Size(); ones > 24 {
+			errs = append(errs, fmt.Errorf("%s %q is too small: use a /24 or larger", name, c))
+		}
+	}
+	if s.APIPort <= 0 || s.APIPort > 65535 {
+		errs = append(errs, fmt.Errorf("--api-port %d is not a TCP port", s.APIPort))
+	}
+	for name, a := range map[string]string{"--http-addr": s.HTTPAddr, "--https-addr": s.HTTPSAddr, "--registry-addr": s.RegistryAddr, "--console-addr": s.ConsoleAddr} {
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q is not host:port (e.g. 127.0.0.1:5000 or :80)", name, a))
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s %q has no valid port", name, a))
+		}
+	}
+	if s.PollInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--poll-interval %s is below 1s", s.PollInterval))
+	}
+	if s.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive"))
+	}
+	if strings.TrimSpace(s.DataDir) == "" {
+		errs = append(errs, fmt.Errorf("--data-dir must not be empty"))
+	}
+	return errors.Join(errs...)
+}

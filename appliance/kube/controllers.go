@@ -1,0 +1,153 @@
+package kube
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"k8s.io/client-go/rest"
+	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+	schedapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+)
+
+// ControllerManager runs kube-controller-manager in-process.
+type ControllerManager struct {
+	Certs     *Certs
+	Net       ClusterNetwork
+	ExtraArgs map[string]string
+	Log       *slog.Logger
+}
+
+// Name implements supervise.Component.
+func (c *ControllerManager) Name() string { return "kube-controller-manager" }
+
+// DefaultArgs returns gluebox's controller-manager flags before user overrides.
+func (c *ControllerManager) DefaultArgs() map[string]string {
+	k := c.Certs
+	return map[string]string{
+		"kubeconfig":                       k.ControllerKubecfg,
+		"authentication-kubeconfig":        k.ControllerKubecfg,
+		"authorization-kubeconfig":         k.ControllerKubecfg,
+		"bind-address":                     "127.0.0.1",
+		"secure-port":                      "10257",
+		"cluster-cidr":                     c.Net.ClusterCIDR,
+		"service-cluster-ip-range":         c.Net.ServiceCIDR,
+		"allocate-node-cidrs":              "false",
+		"cluster-signing-cert-file":        k.CA.CertFile,
+		"cluster-signing-key-file":         k.CA.KeyFile,
+		"root-ca-file":                     k.CA.CertFile,
+		"service-account-private-key-file": k.ServiceAccountKey,
+		"use-service-account-credentials":  "true",
+		"leader-elect":                     "false",
+		"profiling":                        "false",
+		"terminated-pod-gc-threshold":      "1000",
+		"controllers":                      "*,tokencleaner,-service,-route,-cloud-node-lifecycle",
+	}
+}
+
+// Run implements supervise.Component.
+func (c *ControllerManager) Run(ctx context.Context) error {
+	s, err := cmoptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	nfs := s.Flags(cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases())
+	s.ParsedFlags = &nfs
+	if err := parseInto("kube-controller-manager", nfs, Args(c.DefaultArgs(), c.ExtraArgs)); err != nil {
+		return err
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-controller-manager: cannot set feature gates: %w", err)
+	}
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	cfg, err := s.Config(ctx, cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases())
+	if err != nil {
+		return fmt.Errorf("kube-controller-manager: invalid options: %w", err)
+	}
+	if err := cmapp.Run(ctx, cfg.Complete()); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// WaitReady implements supervise.Component.
+func (c *ControllerManager) WaitReady(ctx context.Context) error {
+	return pollHealthz(ctx, "https://127.0.0.1:10257/healthz")
+}
+
+// Scheduler runs kube-scheduler in-process.
+type Scheduler struct {
+	Certs     *Certs
+	ExtraArgs map[string]string
+	Log       *slog.Logger
+}
+
+// Name implements supervise.Component.
+func (s *Scheduler) Name() string { return "kube-scheduler" }
+
+// DefaultArgs returns gluebox's scheduler flags before user overrides.
+func (s *Scheduler) DefaultArgs() map[string]string {
+	k := s.Certs
+	return map[string]string{
+		"kubeconfig":                k.SchedulerKubecfg,
+		"authentication-kubeconfig": k.SchedulerKubecfg,
+		"authorization-kubeconfig":  k.SchedulerKubecfg,
+		"bind-address":              "127.0.0.1",
+		"secure-port":               "10259",
+		"leader-elect":              "false",
+		"profiling":                 "false",
+	}
+}
+
+// Run implements supervise.Component.
+func (s *Scheduler) Run(ctx context.Context) error {
+	opts := schedoptions.NewOptions()
+	if err := parseInto("kube-scheduler", *opts.Flags, Args(s.DefaultArgs(), s.ExtraArgs)); err != nil {
+		return err
+	}
+	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("kube-scheduler: cannot set feature gates: %w", err)
+	}
+	cc, sched, err := schedapp.Setup(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("kube-scheduler: %w", err)
+	}
+	if err := schedapp.Run(ctx, cc, sched); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// WaitReady implements supervise.Component.
+func (s *Scheduler) WaitReady(ctx context.Context) error {
+	return pollHealthz(ctx, "https://127.0.0.1:10259/healthz")
+}
+
+// pollHealthz polls a component's /healthz until it answers 200. The components serve it with
+// a self-signed certificate on loopback, so the certificate is not verified.
+func pollHealthz(ctx context.Context, url string) error {
+	cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := cl.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+			err = fmt.Errorf("%s answered %s", url, resp.Status)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not healthy: %v", last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

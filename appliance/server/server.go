@@ -1,0 +1,455 @@
+// Package server is `gluebox server`: it prepares the host and the data dir, then starts every
+// component in dependency order (datastore, control plane, containerd, kubelet, kube-proxy,
+// cluster DNS, volume provisioner), serves the local API, and on SIGTERM stops them in reverse
+// within a bound. Workloads keep running across a stop: containerd's shims outlive it, and the
+// next start on the same data dir adopts them. Only the CLI imports it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
+
+	gbembed "github.com/gluebox/gluebox/embed"
+
+	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/bundle"
+	"github.com/gluebox/gluebox/appliance/config"
+	"github.com/gluebox/gluebox/appliance/dns"
+	"github.com/gluebox/gluebox/appliance/hostcheck"
+	"github.com/gluebox/gluebox/appliance/kube"
+	"github.com/gluebox/gluebox/appliance/localpath"
+	"github.com/gluebox/gluebox/appliance/node"
+	"github.com/gluebox/gluebox/appliance/paths"
+	"github.com/gluebox/gluebox/appliance/supervise"
+	"github.com/gluebox/gluebox/appliance/version"
+)
+
+// Server is one running gluebox instance.
+type Server struct {
+	cfg    config.Server
+	layout paths.Layout
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	phase     string
+	started   time.Time
+	readyAt   time.Time
+	nodeName  string
+	nodeIP    net.IP
+	children  []interface{ State() supervise.ChildState }
+	group     *supervise.Group
+	lastError string
+}
+
+// New returns a Server for a validated configuration.
+func New(cfg config.Server, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	l, err := paths.New(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, layout: l, log: log, phase: "starting", started: time.Now()}, nil
+}
+
+// Run boots the instance and serves until ctx ends, then stops everything it started. It
+// returns an error if the boot fails (after undoing what it started) or a component dies.
+func (s *Server) Run(ctx context.Context) (err error) {
+	l := s.layout
+	if os.Geteuid() != 0 {
+		return errors.New("gluebox server must run as root (it manages containers, mounts and iptables): run it with sudo or as the gluebox systemd service")
+	}
+	if err := prepareDataDir(l); err != nil {
+		return err
+	}
+	unlock, err := LockDataDir(l)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	report := hostcheck.Run(hostcheck.Options{Ports: s.ports(), DataDir: l.Root()})
+	if err := report.Err(); err != nil {
+		return err
+	}
+
+	logFile, err := os.OpenFile(filepath.Join(l.LogDir(), "kubernetes.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("cannot open kubernetes log: %w", err)
+	}
+	defer logFile.Close()
+	redirectKlog(logFile)
+
+	marker := l.Join("run", "unclean-shutdown")
+	if _, err := os.Stat(marker); err == nil {
+		s.log.Warn("the previous run did not shut down cleanly; adopting what it left running")
+	}
+	_ = os.WriteFile(marker, []byte(time.Now().Format(time.RFC3339)), 0o644)
+
+	bdl, err := bundle.Extract(l.Join("bin"), gbembed.Bundle(), gbembed.BundleSHA256())
+	if err != nil {
+		return fmt.Errorf("cannot extract helper programs: %w", err)
+	}
+	if err := prepareHost(s.log); err != nil {
+		return err
+	}
+
+	netw, err := s.network()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.nodeName, s.nodeIP = netw.NodeName, netw.NodeIP
+	s.mu.Unlock()
+	certs, err := kube.EnsureCerts(l, netw)
+	if err != nil {
+		return fmt.Errorf("cannot prepare certificates: %w", err)
+	}
+	if err := node.WriteCNIConfig(l, netw.ClusterCIDR); err != nil {
+		return fmt.Errorf("cannot write CNI config: %w", err)
+	}
+
+	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- api.Serve(apiCtx, l.Socket(), s.Handler()) }()
+	defer func() { stopAPI(); <-apiDone }()
+
+	comps, err := s.components(bdl, netw, certs)
+	if err != nil {
+		return err
+	}
+	g := supervise.NewGroup(s.log, 3*time.Minute, s.cfg.ShutdownTimeout)
+	s.mu.Lock()
+	s.group = g
+	s.mu.Unlock()
+	stopAll := func() {
+		s.setPhase("stopping")
+		started := time.Now()
+		if err := g.Stop(); err != nil {
+			s.log.Warn("components reported errors while stopping", "err", err)
+		}
+		s.log.Info("stopped", "took", time.Since(started).Round(time.Millisecond))
+	}
+	for _, c := range comps {
+		if err := g.Start(ctx, c); err != nil {
+			s.setError(err)
+			stopAll()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("cannot start %w", err)
+		}
+	}
+	cs, err := kube.ClientFromKubeconfig(certs.SupervisorKubecfg)
+	if err != nil {
+		stopAll()
+		return err
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	err = node.WaitNodeReady(readyCtx, cs, netw.NodeName)
+	cancel()
+	if err != nil {
+		stopAll()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	s.mu.Lock()
+	s.phase, s.readyAt = "ready", time.Now()
+	s.mu.Unlock()
+	s.log.Info("node ready", "node", netw.NodeName, "ip", netw.NodeIP, "took", time.Since(s.started).Round(time.Millisecond),
+		"kubeconfig", l.KubeconfigAdmin())
+
+	select {
+	case <-ctx.Done():
+		stopAll()
+		_ = os.Remove(marker)
+		return nil
+	case err := <-g.Failed():
+		s.setError(err)
+		s.log.Error("a component failed; stopping", "err", err)
+		stopAll()
+		_ = os.Remove(marker)
+		return err
+	}
+}
+
+func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Certs) ([]supervise.Component, error) {
+	l := s.layout
+	over := func(kvs []string) (map[string]string, error) { return kube.ParseOverrides(kvs) }
+	apiArgs, err := over(s.cfg.APIServerArgs)
+	if err != nil {
+		return nil, err
+	}
+	cmArgs, err := over(s.cfg.ControllerManagerArgs)
+	if err != nil {
+		return nil, err
+	}
+	schedArgs, err := over(s.cfg.SchedulerArgs)
+	if err != nil {
+		return nil, err
+	}
+	kubeletArgs, err := over(s.cfg.KubeletArgs)
+	if err != nil {
+		return nil, err
+	}
+	proxyArgs, err := over(s.cfg.KubeProxyArgs)
+	if err != nil {
+		return nil, err
+	}
+	ds := kube.NewDatastore(l.DatastoreDir(), s.cfg.DatastoreEndpoint, filepath.Join(l.LogDir(), "kine.log"), s.log.With("component", "datastore"))
+	ctrd, err := node.NewContainerd(node.ContainerdConfig{
+		Layout:              l,
+		Bundle:              bdl,
+		RestrictOOMScoreAdj: node.RestrictOOMScoreAdjNeeded(),
+		Registries:          registryMirrors(s.cfg.RegistryAddr),
+	}, s.log.With("component", "containerd"))
+	if err != nil {
+		return nil, err
+	}
+	kubelet, err := node.NewKubelet(node.KubeletConfig{
+		Layout: l, Certs: certs, Net: netw, CgroupV1: hostcheck.CgroupV1(), ResolvConf: hostResolvConf(),
+		CgroupRoot: l.CgroupRoot(), ExtraArgs: kubeletArgs,
+	}, s.log.With("component", "kubelet"))
+	if err != nil {
+		return nil, err
+	}
+	proxy, err := node.NewProxy(node.ProxyConfig{Layout: l, Certs: certs, Net: netw, ExtraArgs: proxyArgs}, s.log.With("component", "kube-proxy"))
+	if err != nil {
+		return nil, err
+	}
+	dnsIP, err := netw.ServiceIP(10)
+	if err != nil {
+		return nil, err
+	}
+	clusterDNS, err := dns.New(dns.Config{
+		Binary: bdl.Bin("coredns"), Dir: l.Join("coredns"), LogFile: filepath.Join(l.LogDir(), "coredns.log"),
+		NodeIP: netw.NodeIP, ServiceIP: dnsIP, Kubeconfig: certs.CoreDNSKubecfg, Upstream: hostResolvConf(),
+	}, s.log.With("component", "coredns"))
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.children = append(s.children, ctrd, clusterDNS)
+	s.mu.Unlock()
+	cs, err := kube.ClientFromKubeconfig(certs.SupervisorKubecfg)
+	if err != nil {
+		return nil, err
+	}
+	published := make(chan struct{})
+	dnsPublish := supervise.Func{N: "cluster-dns-service", R: func(ctx context.Context) error {
+		if err := clusterDNS.Publish(ctx, cs); err != nil {
+			return err
+		}
+		close(published)
+		<-ctx.Done()
+		return nil
+	}, Ready: func(ctx context.Context) error {
+		select {
+		case <-published:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	return []supervise.Component{
+		ds,
+		&kube.APIServer{Certs: certs, Net: netw, Datastore: ds, ExtraArgs: apiArgs, Log: s.log},
+		&kube.ControllerManager{Certs: certs, Net: netw, ExtraArgs: cmArgs, Log: s.log},
+		&kube.Scheduler{Certs: certs, ExtraArgs: schedArgs, Log: s.log},
+		ctrd,
+		kubelet,
+		proxy,
+		clusterDNS,
+		dnsPublish,
+		&localpath.Provisioner{Dir: l.StorageDir(), NodeName: netw.NodeName, Client: cs, Log: s.log.With("component", "local-path")},
+	}, nil
+}
+
+func (s *Server) network() (kube.ClusterNetwork, error) {
+	n := kube.ClusterNetwork{APIPort: s.cfg.APIPort, ServiceCIDR: s.cfg.ServiceCIDR, ClusterCIDR: s.cfg.ClusterCIDR, NodeName: s.cfg.NodeName}
+	n.Defaults()
+	if n.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return n, fmt.Errorf("cannot read host name: %w (pass --node-name)", err)
+		}
+		n.NodeName = strings.ToLower(h)
+	}
+	if s.cfg.NodeIP != "" {
+		n.NodeIP = net.ParseIP(s.cfg.NodeIP).To4()
+	} else {
+		ip, err := node.DetectNodeIP()
+		if err != nil {
+			return n, err
+		}
+		n.NodeIP = ip
+	}
+	return n, nil
+}
+
+// ports lists the TCP ports this instance must be able to bind.
+func (s *Server) ports() []hostcheck.Port {
+	return []hostcheck.Port{
+		{Addr: fmt.Sprintf(":%d", s.cfg.APIPort), Flag: "--api-port", Why: "Kubernetes API"},
+		{Addr: "127.0.0.1:10257", Why: "kube-controller-manager"},
+		{Addr: "127.0.0.1:10259", Why: "kube-scheduler"},
+		{Addr: ":10250", Why: "kubelet"},
+		{Addr: "127.0.0.1:10248", Why: "kubelet healthz"},
+		{Addr: "127.0.0.1:10256", Why: "kube-proxy healthz"},
+		{Addr: "127.0.0.1:10249", Why: "kube-proxy metrics"},
+	}
+}
+
+func (s *Server) setPhase(p string) {
+	s.mu.Lock()
+	s.phase = p
+	s.mu.Unlock()
+}
+
+func (s *Server) setError(err error) {
+	s.mu.Lock()
+	s.lastError = err.Error()
+	s.mu.Unlock()
+}
+
+// Status is what `gluebox status` prints.
+type Status struct {
+	Phase      string                 `json:"phase"`
+	Node       string                 `json:"node"`
+	NodeIP     string                 `json:"nodeIP"`
+	DataDir    string                 `json:"dataDir"`
+	Uptime     string                 `json:"uptime"`
+	BootTime   string                 `json:"bootTime,omitempty"`
+	Components []supervise.State      `json:"components"`
+	Children   []supervise.ChildState `json:"children"`
+	Versions   map[string]string      `json:"versions"`
+	Kubeconfig string                 `json:"kubeconfig"`
+	APIServer  string                 `json:"apiServer"`
+	LastError  string                 `json:"lastError,omitempty"`
+}
+
+// Handler is the local API of the server.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteJSON(w, http.StatusOK, s.Status())
+	})
+	return mux
+}
+
+// Status returns the instance's current status.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{
+		Phase: s.phase, Node: s.nodeName, DataDir: s.layout.Root(), Uptime: time.Since(s.started).Round(time.Second).String(),
+		Versions: version.Info(), Kubeconfig: s.layout.KubeconfigAdmin(), LastError: s.lastError,
+		APIServer: fmt.Sprintf("https://127.0.0.1:%d", s.cfg.APIPort),
+	}
+	if s.nodeIP != nil {
+		st.NodeIP = s.nodeIP.String()
+	}
+	if !s.readyAt.IsZero() {
+		st.BootTime = s.readyAt.Sub(s.started).Round(time.Millisecond).String()
+	}
+	if s.group != nil {
+		st.Components = s.group.States()
+	}
+	for _, c := range s.children {
+		st.Children = append(st.Children, c.State())
+	}
+	return st
+}
+
+// registryMirrors points containerd at the built-in registry for its own address and the
+// short alias registry.gluebox.local.
+func registryMirrors(addr string) map[string]string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ep := "http://" + net.JoinHostPort(host, port)
+	return map[string]string{net.JoinHostPort(host, port): ep, "registry.gluebox.local": ep}
+}
+
+// hostResolvConf returns the resolver file with real upstream servers (systemd-resolved's
+// stub at 127.0.0.53 is useless inside pods).
+func hostResolvConf() string {
+	const resolved = "/run/systemd/resolve/resolv.conf"
+	if _, err := os.Stat(resolved); err == nil {
+		return resolved
+	}
+	return "/etc/resolv.conf"
+}
+
+func prepareDataDir(l paths.Layout) error {
+	for _, d := range []string{l.Root(), l.RunDir(), l.LogDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("cannot create data dir %s: %w (pick a writable --data-dir)", d, err)
+		}
+	}
+	probe := l.Join(".write-test")
+	if err := os.WriteFile(probe, []byte("ok"), 0o600); err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w (pick a writable --data-dir)", l.Root(), err)
+	}
+	return os.Remove(probe)
+}
+
+// LockDataDir takes the instance lock of a data dir, so two servers (or a server and a
+// cleanup) never work on one data dir at once.
+func LockDataDir(l paths.Layout) (func(), error) {
+	f, err := os.OpenFile(l.Join("gluebox.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another gluebox is using data dir %s (stop it first, e.g. `systemctl stop gluebox`)", l.Root())
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// prepareHost sets the kernel switches pods need in this network namespace.
+func prepareHost(log *slog.Logger) error {
+	for path, val := range map[string]string{
+		"/proc/sys/net/ipv4/ip_forward":                 "1",
+		"/proc/sys/net/bridge/bridge-nf-call-iptables":  "1",
+		"/proc/sys/net/bridge/bridge-nf-call-ip6tables": "1",
+		"/proc/sys/net/ipv4/conf/all/route_localnet":    "1",
+	} {
+		if err := os.WriteFile(path, []byte(val), 0o644); err != nil {
+			if path == "/proc/sys/net/ipv4/ip_forward" {
+				return fmt.Errorf("cannot enable IP forwarding (%s): %w", path, err)
+			}
+			log.Warn("cannot set kernel switch", "path", path, "err", err)
+		}
+	}
+	return nil
+}
+
+// redirectKlog sends the Kubernetes components' logs to w instead of gluebox's stderr.
+func redirectKlog(w io.Writer) {
+	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
+	klog.LogToStderr(false)
+	klog.SetOutput(w)
+}
