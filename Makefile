@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= go
 K8S_VERSION := $(shell awk '$$1=="k8s.io/kubernetes"{print $$2; exit}' go.mod)
 K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
-GLUEBOX_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GLUEBOX_VERSION ?= $(shell git describe --tags 2>/dev/null || echo 0.1.0-dev.$$(git rev-parse --short HEAD 2>/dev/null || echo local))
 BUILD_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
 KVER_PKGS := k8s.io/component-base/version k8s.io/client-go/pkg/version
@@ -63,8 +63,13 @@ test-unit: bundle
 bench: build
 	$(GO) run ./bench -gluebox bin/gluebox
 
+NFPM := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+
 package: build
-	$(GO) run ./packaging -binary bin/gluebox -version $(GLUEBOX_VERSION) -out dist
+	@mkdir -p dist
+	GLUEBOX_VERSION=$(patsubst v%,%,$(GLUEBOX_VERSION)) GLUEBOX_BINARY=bin/gluebox \
+		$(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager deb --target dist/
+	@ls -la dist/
 
 clean:
 	rm -rf bin dist $(BUILD_DIR) embed/bundle/bundle.tar.zst embed/bundle/bundle.sha256

@@ -147,19 +147,19 @@ func TestNodeLifecycle(t *testing.T) {
 
 	// Stop and clean up: nothing of the instance may remain.
 	n.Stop()
-	if out, err := n.inNetns(2*time.Minute, n.bin, "cleanup", "--data-dir", n.dataDir); err != nil {
+	if out, err := n.Run(2*time.Minute, n.Bin, "cleanup", "--data-dir", n.DataDir); err != nil {
 		t.Fatalf("cleanup: %v\n%s", err, out)
 	}
-	if out, _ := n.inNetns(10*time.Second, "ip", "link", "show", "gbx0"); !strings.Contains(out, "does not exist") {
+	if out, _ := n.Run(10*time.Second, "ip", "link", "show", "gbx0"); !strings.Contains(out, "does not exist") {
 		t.Errorf("pod bridge still present after cleanup: %s", out)
 	}
-	if out, _ := n.inNetns(10*time.Second, "iptables-save"); strings.Contains(out, "KUBE-") || strings.Contains(out, "CNI-") {
+	if out, _ := n.Run(10*time.Second, "iptables-save"); strings.Contains(out, "KUBE-") || strings.Contains(out, "CNI-") {
 		t.Errorf("iptables chains left after cleanup:\n%s", out)
 	}
-	if mounts := mountsUnder(t, n.dataDir); len(mounts) != 0 {
+	if mounts := mountsUnder(t, n.DataDir); len(mounts) != 0 {
 		t.Errorf("mounts left after cleanup: %v", mounts)
 	}
-	if procs := processesUnder(n.dataDir); len(procs) != 0 {
+	if procs := processesUnder(n.DataDir); len(procs) != 0 {
 		t.Errorf("processes left after cleanup: %v", procs)
 	}
 }

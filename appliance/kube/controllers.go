@@ -46,7 +46,7 @@ func (c *ControllerManager) DefaultArgs() map[string]string {
 		"leader-elect":                     "false",
 		"profiling":                        "false",
 		"terminated-pod-gc-threshold":      "1000",
-		"controllers":                      "*,tokencleaner,-service,-route,-cloud-node-lifecycle",
+		"controllers":                      "*,tokencleaner",
 	}
 }
 

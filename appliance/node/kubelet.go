@@ -56,6 +56,13 @@ func NewKubelet(cfg KubeletConfig, log *slog.Logger) (*Kubelet, error) {
 	if err := os.MkdirAll(cfg.Layout.KubeletRoot(), 0o755); err != nil {
 		return nil, err
 	}
+	if cfg.CgroupRoot == "" {
+		cfg.CgroupRoot = "/gluebox"
+		k.cfg.CgroupRoot = cfg.CgroupRoot
+	}
+	if err := EnsureCgroupRoot(cfg.CgroupRoot, cfg.CgroupV1); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(k.configPath(), []byte(RenderKubeletConfig(cfg)), 0o644); err != nil {
 		return nil, fmt.Errorf("cannot write kubelet config: %w", err)
 	}

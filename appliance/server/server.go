@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -152,7 +153,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("cannot start %w", err)
+			return err
 		}
 	}
 	cs, err := kube.ClientFromKubeconfig(certs.SupervisorKubecfg)
@@ -450,6 +451,10 @@ func prepareHost(log *slog.Logger) error {
 // redirectKlog sends the Kubernetes components' logs to w instead of gluebox's stderr.
 func redirectKlog(w io.Writer) {
 	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
-	klog.LogToStderr(false)
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	for k, v := range map[string]string{"logtostderr": "false", "alsologtostderr": "false", "one_output": "true", "stderrthreshold": "FATAL"} {
+		_ = fs.Set(k, v)
+	}
 	klog.SetOutput(w)
 }

@@ -1,6 +1,8 @@
 //go:build tools
 
-// This file records the upstream commands built into the bundle, so `go mod tidy` keeps them.
+// This file records the upstream commands built into the bundle. Do not run `go mod tidy` here:
+// main packages (runc) cannot be imported, so tidy would drop their dependencies; add a bundled
+// program with `go get <module>/<cmd>@<version>` instead.
 package tools
 
 import (

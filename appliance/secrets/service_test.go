@@ -1,0 +1,312 @@
+package secrets
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
+
+	"github.com/gluebox/gluebox/appliance/api"
+)
+
+// newTestService starts a Service in a fresh data dir; it is closed at the end of the test.
+func newTestService(t *testing.T, mutate func(*Config)) *Service {
+	t.Helper()
+	root := t.TempDir()
+	cfg := Config{Dir: filepath.Join(root, "secrets"), BackupDir: filepath.Join(root, "backups"), BackupInterval: -1, ScryptWorkFactor: 10}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{Dir: "/d/secrets", BackupDir: "/d/backups"}
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"zero extras are fine", func(c *Config) {}, ""},
+		{"no dir", func(c *Config) { c.Dir = "" }, "Dir is empty"},
+		{"no backup dir", func(c *Config) { c.BackupDir = "" }, "BackupDir is empty"},
+		{"negative keep", func(c *Config) { c.KeepVersions = -1 }, "KeepVersions is -1"},
+		{"negative backup keep", func(c *Config) { c.BackupKeep = -2 }, "BackupKeep is -2"},
+		{"tiny interval", func(c *Config) { c.BackupInterval = time.Second }, "BackupInterval is 1s"},
+		{"disabled schedule", func(c *Config) { c.BackupInterval = -1 }, ""},
+		{"bad work factor", func(c *Config) { c.ScryptWorkFactor = 40 }, "ScryptWorkFactor is 40"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunTakesVerifiedBackupAndStops(t *testing.T) {
+	s := newTestService(t, func(c *Config) { c.BackupInterval = time.Hour; c.BackupKeep = 2 })
+	mustSet(t, s.Store(), "secret/app", "K", "v")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Status().NewestVerified.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no verified backup; status %+v", s.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v, want nil on cancel", err)
+	}
+	st := s.Status()
+	if st.Secrets != 1 || st.NewestVerifiedAge == "" || st.LastBackupError != "" || st.StorePath != s.Store().DBPath() {
+		t.Errorf("status = %+v", st)
+	}
+	for range 3 {
+		if _, err := s.BackupNow(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, _ := s.Backups()
+	if len(list) != 2 {
+		t.Errorf("%d backups kept, want 2", len(list))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+type fakeCopy struct{ names []string }
+
+func (f *fakeCopy) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	n, err := io.Copy(io.Discard, r)
+	if err != nil || n != size {
+		return errors.New("short copy")
+	}
+	f.names = append(f.names, name)
+	return nil
+}
+
+func TestBackupCopyTargetAndError(t *testing.T) {
+	s := newTestService(t, nil)
+	ct := &fakeCopy{}
+	s.SetCopyTarget(ct)
+	m, err := s.BackupNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{m.File}, ct.names); diff != "" {
+		t.Errorf("copied (-want +got):\n%s", diff)
+	}
+	// A backup dir that cannot be created is reported in the status.
+	s.cfg.BackupDir = filepath.Join(s.cfg.BackupDir, m.File, "sub")
+	if _, err := s.BackupNow(context.Background()); err == nil {
+		t.Fatal("backup into a file succeeded")
+	}
+	if st := s.Status(); st.LastBackupError == "" || st.NewestVerified.IsZero() {
+		t.Errorf("status after failure = %+v", st)
+	}
+}
+
+// serveTestAPI serves s's routes on a unix socket and returns a client for it.
+func serveTestAPI(t *testing.T, s *Service) *api.Client {
+	t.Helper()
+	mux := http.NewServeMux()
+	s.Register(mux)
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.Serve(ctx, sock, mux) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i > 500 {
+			t.Fatal("API socket did not appear")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return api.NewClient(sock)
+}
+
+// runCLI runs one `secret`/`backup` command line against client with stdin.
+func runCLI(t *testing.T, client *api.Client, stdin string, args ...string) (string, error) {
+	t.Helper()
+	root := &cobra.Command{Use: "gluebox", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(NewCommands(func() *api.Client { return client })...)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestCLIThroughAPI(t *testing.T) {
+	s := newTestService(t, nil)
+	c := serveTestAPI(t, s)
+	envFile := filepath.Join(t.TempDir(), "app.env")
+	os.WriteFile(envFile, []byte("A=1\nB=\"two\"\n"), 0o600)
+
+	steps := []struct {
+		stdin   string
+		args    []string
+		want    string // substring of the output, or of the error when wantErr
+		wantErr bool
+	}{
+		{"s3cret-from-stdin\n", []string{"secret", "set", "secret/app", "DB_PASSWORD", "-"}, "secret/app DB_PASSWORD set (version 1)", false},
+		{"", []string{"secret", "set", "secret/app", "USER", "admin"}, "version 2", false},
+		{"", []string{"secret", "get", "secret/app", "DB_PASSWORD"}, "s3cret-from-stdin\n", false},
+		{"", []string{"secret", "get", "secret/app"}, `USER="admin"`, false},
+		{"", []string{"secret", "get", "secret/app", "--version", "1"}, `DB_PASSWORD="s3cret-from-stdin"`, false},
+		{"", []string{"secret", "list"}, "DB_PASSWORD,USER", false},
+		{"", []string{"secret", "history", "secret/app"}, "USER", false},
+		{"", []string{"secret", "rollback", "secret/app", "1"}, "now version 3", false},
+		{"", []string{"secret", "import", "secret/app", envFile}, "imported 2 keys into secret/app (version 4): A, B", false},
+		{"", []string{"secret", "delete", "secret/app", "A"}, "deleted A from secret/app (version 5)", false},
+		{"", []string{"secret", "audit"}, "delete-keys", false},
+		{"", []string{"secret", "rotate-key"}, "pass --yes", true},
+		{"", []string{"secret", "rotate-key", "--yes"}, "rotated: values are now sealed to age1", false},
+		{"", []string{"secret", "get", "secret/app", "B"}, "two\n", false},
+		{"", []string{"backup", "create"}, "written and verified", false},
+		{"", []string{"backup", "list"}, "secrets-", false},
+		{"", []string{"secret", "set", "secret/bad path", "K", "v"}, "has the character ' '", true},
+		{"", []string{"secret", "get", "secret/missing"}, "secret path secret/missing: not found", true},
+		{"", []string{"secret", "rollback", "secret/app", "x"}, "is not a positive number", true},
+		{"", []string{"backup", "verify", "nope.snap.age"}, "not found", true},
+		{"", []string{"backup", "restore", "x"}, "pass --yes", true},
+		{"", []string{"secret", "delete", "secret/app"}, "deleted secret/app", false},
+	}
+	for _, st := range steps {
+		out, err := runCLI(t, c, st.stdin, st.args...)
+		got := out
+		if st.wantErr {
+			if err == nil {
+				t.Errorf("%v: no error; output %q", st.args, out)
+				continue
+			}
+			got = err.Error()
+		} else if err != nil {
+			t.Errorf("%v: %v", st.args, err)
+			continue
+		}
+		if !strings.Contains(got, st.want) {
+			t.Errorf("%v: got %q, want it to contain %q", st.args, got, st.want)
+		}
+	}
+
+	// Restore through the CLI brings back the deleted path.
+	list, _ := s.Backups()
+	if len(list) == 0 {
+		t.Fatal("no backups")
+	}
+	out, err := runCLI(t, c, "", "backup", "verify", list[0].File)
+	if err != nil || !strings.Contains(out, "is good") {
+		t.Fatalf("verify: %v %q", err, out)
+	}
+	out, err = runCLI(t, c, "", "backup", "restore", "--yes", filepath.Join(s.cfg.BackupDir, list[0].File))
+	if err != nil || !strings.Contains(out, "the replaced store is at") {
+		t.Fatalf("restore: %v %q", err, out)
+	}
+	out, err = runCLI(t, c, "", "secret", "get", "secret/app", "B")
+	if err != nil || out != "two\n" {
+		t.Fatalf("after restore: %v %q", err, out)
+	}
+}
+
+func TestAPIStatusCodes(t *testing.T) {
+	s := newTestService(t, nil)
+	mux := http.NewServeMux()
+	s.Register(mux)
+	mustSet(t, s.Store(), "secret/app", "K", "v")
+	bad := filepath.Join(t.TempDir(), "secrets-x.snap.age")
+	os.WriteFile(bad, []byte("junk"), 0o600)
+	tests := []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{"GET", "/v1/secrets", "", 200, `"secret/app"`},
+		{"GET", "/v1/secrets/secret/app", "", 200, `"K": "v"`},
+		{"GET", "/v1/secrets/secret/app?key=NOPE", "", 404, "key NOPE is not in secret/app"},
+		{"GET", "/v1/secrets/secret/app?version=abc", "", 400, "not a positive number"},
+		{"GET", "/v1/secrets/secret/none", "", 404, "not found"},
+		{"GET", "/v1/secrets/nosecretprefix", "", 400, `does not start with \"secret/\"`},
+		{"PUT", "/v1/secrets/secret/app", `{"values":{"A":"1"},"bogus":1}`, 400, "unknown field"},
+		{"PUT", "/v1/secrets/secret/app", `{"values":{"A B":"1"}}`, 400, "has the character"},
+		{"PUT", "/v1/secrets/secret/app", `{"values_base64":{"BIN":"//4="}}`, 200, `"version": 2`},
+		{"GET", "/v1/secrets/secret/app?key=BIN", "", 200, `"values_base64": {
+    "BIN": "//4="`},
+		{"PUT", "/v1/secrets/secret/app", `{"values":{"BIG":"` + strings.Repeat("x", MaxValueSize+1) + `"}}`, 400, "1 MiB"},
+		{"POST", "/v1/secrets-rollback/secret/app", `{"version":0}`, 400, "no version given"},
+		{"POST", "/v1/secrets-rollback/secret/app", `{"version":77}`, 404, "not kept"},
+		{"POST", "/v1/secrets-import", `{"path":"secret/app","data":"A=1\nbroken"}`, 400, "import line 2"},
+		{"POST", "/v1/secrets-import", `{"path":"secret/app","format":"json","data":"{\"X\":\"1\"}"}`, 200, `"X"`},
+		{"DELETE", "/v1/secrets/secret/app?key=NOPE", "", 404, "not found"},
+		{"GET", "/v1/secrets-history/secret/app", "", 200, `"op": "import"`},
+		{"GET", "/v1/secrets-audit?limit=x", "", 400, "not a non-negative number"},
+		{"GET", "/v1/secrets-status", "", 200, `"secrets": 1`},
+		{"POST", "/v1/backups/verify", `{"file":"relative/path"}`, 400, "relative path"},
+		{"POST", "/v1/backups/verify", `{"file":"` + bad + `"}`, 422, "not a readable age file"},
+		{"POST", "/v1/backups/restore", `{"file":"` + bad + `"}`, 422, "the live store was not touched"},
+		{"POST", "/v1/backups/restore", `{"file":"missing.snap.age"}`, 404, "not found"},
+		{"GET", "/v1/backups", "", 200, `[]`},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		body := rec.Body.String()
+		if rec.Code != tt.status || !strings.Contains(body, tt.want) {
+			if len(body) > 300 {
+				body = body[:300]
+			}
+			t.Errorf("%s %s = %d %s, want %d containing %q", tt.method, tt.path, rec.Code, body, tt.status, tt.want)
+		}
+		if rec.Code >= 400 {
+			var e api.Error
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Message == "" {
+				t.Errorf("%s %s: error body %q is not {\"error\": ...}", tt.method, tt.path, body)
+			}
+		}
+	}
+}
