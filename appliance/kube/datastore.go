@@ -3,7 +3,6 @@ package kube
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/k3s-io/kine/pkg/endpoint"
-	"github.com/sirupsen/logrus"
 )
 
 // Datastore runs kine, which gives the apiserver an etcd API on top of SQLite (default) or an
@@ -63,15 +61,6 @@ func (d *Datastore) Run(ctx context.Context) error {
 	}
 	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
 		return fmt.Errorf("cannot create datastore dir: %w", err)
-	}
-	logrus.SetLevel(logrus.WarnLevel)
-	if d.LogFile != "" {
-		if f, err := os.OpenFile(d.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640); err == nil {
-			logrus.SetOutput(f)
-			defer f.Close()
-		}
-	} else {
-		logrus.SetOutput(io.Discard)
 	}
 	ep := d.Endpoint
 	if ep == "" {

@@ -35,6 +35,8 @@ import (
 	"github.com/gluebox/gluebox/appliance/localpath"
 	"github.com/gluebox/gluebox/appliance/node"
 	"github.com/gluebox/gluebox/appliance/paths"
+	"github.com/gluebox/gluebox/appliance/registry"
+	"github.com/gluebox/gluebox/appliance/secrets"
 	"github.com/gluebox/gluebox/appliance/supervise"
 	"github.com/gluebox/gluebox/appliance/version"
 )
@@ -53,6 +55,7 @@ type Server struct {
 	nodeIP    net.IP
 	children  []interface{ State() supervise.ChildState }
 	group     *supervise.Group
+	plat      *platform
 	lastError string
 }
 
@@ -95,6 +98,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	defer logFile.Close()
 	redirectKlog(logFile)
+	registry.RouteDistributionLogs(s.log)
 
 	marker := l.Join("run", "unclean-shutdown")
 	if _, err := os.Stat(marker); err == nil {
@@ -125,15 +129,14 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("cannot write CNI config: %w", err)
 	}
 
-	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- api.Serve(apiCtx, l.Socket(), s.Handler()) }()
-	defer func() { stopAPI(); <-apiDone }()
-
 	comps, err := s.components(bdl, netw, certs)
 	if err != nil {
 		return err
 	}
+	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- api.Serve(apiCtx, l.Socket(), s.Handler()) }()
+	defer func() { stopAPI(); <-apiDone }()
 	g := supervise.NewGroup(s.log, 3*time.Minute, s.cfg.ShutdownTimeout)
 	s.mu.Lock()
 	s.group = g
@@ -246,13 +249,18 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.children = append(s.children, ctrd, clusterDNS)
-	s.mu.Unlock()
 	cs, err := kube.ClientFromKubeconfig(certs.SupervisorKubecfg)
 	if err != nil {
 		return nil, err
 	}
+	plat, platComps, err := s.newPlatform(cs)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.children = append(s.children, ctrd, clusterDNS)
+	s.plat = plat
+	s.mu.Unlock()
 	published := make(chan struct{})
 	dnsPublish := supervise.Func{N: "cluster-dns-service", R: func(ctx context.Context) error {
 		if err := clusterDNS.Publish(ctx, cs); err != nil {
@@ -269,18 +277,22 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 			return ctx.Err()
 		}
 	}}
-	return []supervise.Component{
+	comps := []supervise.Component{
 		ds,
 		&kube.APIServer{Certs: certs, Net: netw, Datastore: ds, ExtraArgs: apiArgs, Log: s.log},
 		&kube.ControllerManager{Certs: certs, Net: netw, ExtraArgs: cmArgs, Log: s.log},
 		&kube.Scheduler{Certs: certs, ExtraArgs: schedArgs, Log: s.log},
+	}
+	comps = append(comps, platComps...)
+	return append(comps,
 		ctrd,
 		kubelet,
 		proxy,
 		clusterDNS,
 		dnsPublish,
 		&localpath.Provisioner{Dir: l.StorageDir(), NodeName: netw.NodeName, Client: cs, Log: s.log.With("component", "local-path")},
-	}, nil
+		plat.syncerComponent(),
+	), nil
 }
 
 func (s *Server) network() (kube.ClusterNetwork, error) {
@@ -315,6 +327,7 @@ func (s *Server) ports() []hostcheck.Port {
 		{Addr: "127.0.0.1:10248", Why: "kubelet healthz"},
 		{Addr: "127.0.0.1:10256", Why: "kube-proxy healthz"},
 		{Addr: "127.0.0.1:10249", Why: "kube-proxy metrics"},
+		{Addr: s.cfg.RegistryAddr, Flag: "--registry-addr", Why: "OCI registry"},
 	}
 }
 
@@ -344,14 +357,32 @@ type Status struct {
 	Kubeconfig string                 `json:"kubeconfig"`
 	APIServer  string                 `json:"apiServer"`
 	LastError  string                 `json:"lastError,omitempty"`
+	Registry   *registry.Status       `json:"registry,omitempty"`
+	Secrets    *secrets.Status        `json:"secrets,omitempty"`
 }
 
 // Handler is the local API of the server.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteJSON(w, http.StatusOK, s.Status())
+		st := s.Status()
+		s.mu.Lock()
+		plat := s.plat
+		s.mu.Unlock()
+		if plat != nil {
+			if rs, err := plat.reg.Status(r.Context()); err == nil {
+				st.Registry = &rs
+			}
+			ss := plat.sec.Status()
+			st.Secrets = &ss
+		}
+		api.WriteJSON(w, http.StatusOK, st)
 	})
+	s.mu.Lock()
+	if s.plat != nil {
+		s.plat.register(mux)
+	}
+	s.mu.Unlock()
 	return mux
 }
 

@@ -32,6 +32,9 @@ func main() {
 		defer resp.Body.Close()
 		io.Copy(w, resp.Body)
 	})
+	http.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, os.Getenv(r.URL.Query().Get("name")))
+	})
 	http.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
 		if err := os.WriteFile(filepath.Join(*dataDir, "value"), []byte(r.URL.Query().Get("v")), 0o644); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
