@@ -48,10 +48,20 @@ $(BUNDLE): $(TOOL_SRCS)
 		./coredns ./pause
 	$(GO) run ./embed/mkbundle -in $(BUILD_DIR)/bin -out embed/bundle
 
-bin/gluebox: $(BUNDLE) $(shell find cmd appliance assets embed -name '*.go' -not -path 'embed/tools/*' 2>/dev/null) go.mod go.sum
+GO_SRCS := $(shell find cmd appliance assets embed -name '*.go' -not -path 'embed/tools/*' 2>/dev/null) go.mod go.sum
+PAYLOAD := embed/launcher/payload/gluebox.zst
+
+# bin/gluebox-core is the whole program; bin/gluebox, the shipped binary, carries it compressed.
+bin/gluebox-core: $(BUNDLE) $(GO_SRCS)
 	@mkdir -p bin
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/gluebox ./cmd/gluebox
-	@ls -la bin/gluebox
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/gluebox-core ./cmd/gluebox-core
+
+$(PAYLOAD): bin/gluebox-core embed/mkpayload/main.go
+	$(GO) run ./embed/mkpayload -in bin/gluebox-core -out embed/launcher/payload
+
+bin/gluebox: $(PAYLOAD) cmd/gluebox/main.go embed/launcher/launcher.go
+	$(GO) build -ldflags '-s -w' -o bin/gluebox ./cmd/gluebox
+	@ls -la bin/gluebox bin/gluebox-core
 
 # test runs every test, the end-to-end tests that boot a real node included (they need root).
 test: build
@@ -72,4 +82,4 @@ package: build
 	@ls -la dist/
 
 clean:
-	rm -rf bin dist $(BUILD_DIR) embed/bundle/bundle.tar.zst embed/bundle/bundle.sha256
+	rm -rf bin dist $(BUILD_DIR) embed/bundle/bundle.tar.zst embed/bundle/bundle.sha256 embed/launcher/payload

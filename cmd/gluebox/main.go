@@ -1,19 +1,32 @@
-// Command gluebox is the whole platform in one binary. It dispatches on the name it was called
-// by (a `kubectl` symlink runs the embedded kubectl) and otherwise runs the gluebox CLI.
+// Command gluebox is the shipped binary: it extracts the compressed gluebox program it carries
+// (once, to <data-dir>/bin/core-<hash>/) and runs it with the same arguments and name, so a
+// `kubectl` symlink still runs the embedded kubectl.
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
-	"github.com/gluebox/gluebox/appliance/cli"
+	"github.com/gluebox/gluebox/embed/launcher"
 )
 
 func main() {
-	switch filepath.Base(os.Args[0]) {
-	case "kubectl":
-		os.Exit(cli.Kubectl(os.Args[1:]))
-	default:
-		os.Exit(cli.Main(os.Args[1:]))
+	binRoot := filepath.Join(launcher.DataDir(os.Args[1:]), "bin")
+	if os.Geteuid() != 0 {
+		// Commands that need no root (version, --help) still work from a user cache.
+		if cache, err := os.UserCacheDir(); err == nil {
+			binRoot = filepath.Join(cache, "gluebox")
+		}
+	}
+	exe, err := launcher.Ensure(binRoot)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gluebox:", err)
+		os.Exit(1)
+	}
+	if err := syscall.Exec(exe, os.Args, os.Environ()); err != nil {
+		fmt.Fprintf(os.Stderr, "gluebox: cannot run %s: %v\n", exe, err)
+		os.Exit(1)
 	}
 }
