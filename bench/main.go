@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/gluebox/gluebox/appliance/ociimage"
+	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/testnode"
 )
 
@@ -22,6 +24,8 @@ func main() {
 	only := flag.String("only", "", "run only this group: node, registry, secrets")
 	flag.Parse()
 	abs, _ := filepath.Abs(*bin)
+	// Distribution logs every request through logrus; the figures are what matters here.
+	registry.RouteDistributionLogs(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	out := os.Stdout
 	host, _ := os.Hostname()
 	fmt.Fprintf(out, "# gluebox bench on %s, %s\n", host, time.Now().UTC().Format(time.RFC3339))

@@ -117,6 +117,7 @@ func chanReady(ch <-chan struct{}) func(ctx context.Context) error {
 func (p *platform) register(mux *http.ServeMux) {
 	p.reg.Register(mux)
 	p.sec.Register(mux)
+	mux.Handle("GET /v1/metrics/registry", p.reg.MetricsHandler())
 	mux.HandleFunc("GET /v1/secret-bindings", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, p.syncer.Status())
 	})
