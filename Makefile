@@ -73,13 +73,13 @@ test-unit: bundle
 bench: build
 	$(GO) run ./bench -gluebox bin/gluebox
 
-NFPM := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+NFPM := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.40.0
 
 package: build
 	@mkdir -p dist
-	GLUEBOX_VERSION=$(patsubst v%,%,$(GLUEBOX_VERSION)) GLUEBOX_BINARY=bin/gluebox \
+	GLUEBOX_VERSION=$(patsubst v%,%,$(GLUEBOX_VERSION)) \
 		$(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager deb --target dist/
 	@ls -la dist/
 
 clean:
-	rm -rf bin dist $(BUILD_DIR) embed/bundle/bundle.tar.zst embed/bundle/bundle.sha256 embed/launcher/payload
+	rm -rf bin dist $(BUILD_DIR) embed/bundle/bundle.tar.zst embed/bundle/bundle.sha256 embed/bundle/VERSIONS embed/launcher/payload

@@ -13,6 +13,12 @@ var bundle []byte
 //go:embed bundle/bundle.sha256
 var bundleSum string
 
+//go:embed bundle/VERSIONS
+var versions string
+
+// Versions lists the bundled programs as "name version" lines.
+func Versions() string { return versions }
+
 // Bundle returns the zstd-compressed tar of helper programs and images.
 func Bundle() []byte { return bundle }
 

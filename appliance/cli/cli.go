@@ -20,6 +20,8 @@ import (
 	"github.com/spf13/cobra"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
+	gbembed "github.com/gluebox/gluebox/embed"
+
 	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/cleanup"
 	"github.com/gluebox/gluebox/appliance/config"
@@ -327,16 +329,7 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// bundledVersions lists the bundled programs' versions from the bundle's manifest, if the
-// bundle has been extracted.
+// bundledVersions lists the bundled programs' versions, recorded when the bundle was built.
 func bundledVersions() []string {
-	l, err := paths.FromEnv()
-	if err != nil {
-		return nil
-	}
-	b, err := os.ReadFile(l.Join("bin", "current", "VERSIONS"))
-	if err != nil {
-		return nil
-	}
-	return strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Split(strings.TrimSpace(gbembed.Versions()), "\n")
 }

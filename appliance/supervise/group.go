@@ -19,6 +19,11 @@ type Component interface {
 	WaitReady(ctx context.Context) error
 }
 
+// StopBounder is implemented by components that need another stop bound than the group's.
+type StopBounder interface {
+	StopTimeout() time.Duration
+}
+
 // Func adapts functions to a Component.
 type Func struct {
 	N     string
@@ -153,6 +158,10 @@ func (g *Group) Stop() error {
 
 func (g *Group) stopOne(r *running) error {
 	started := time.Now()
+	bound := g.stopTimeout
+	if sb, ok := r.c.(StopBounder); ok && sb.StopTimeout() > 0 && sb.StopTimeout() < bound {
+		bound = sb.StopTimeout()
+	}
 	g.set(r.c.Name(), "stopping", nil)
 	r.cancel()
 	select {
@@ -163,8 +172,9 @@ func (g *Group) stopOne(r *running) error {
 			return fmt.Errorf("%s: %w", r.c.Name(), err)
 		}
 		return nil
-	case <-time.After(g.stopTimeout):
-		g.log.Warn("did not stop in time, leaving it", "component", r.c.Name(), "timeout", g.stopTimeout)
+	case <-time.After(bound):
+		g.log.Warn("did not stop in time, leaving it", "component", r.c.Name(), "timeout", bound)
+		g.set(r.c.Name(), "stopped", fmt.Errorf("did not stop within %s", bound))
 		return nil
 	}
 }

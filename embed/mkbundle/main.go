@@ -109,6 +109,9 @@ func run(in, out, gomod string) error {
 	if err := os.Rename(tmp, filepath.Join(out, "bundle.tar.zst")); err != nil {
 		return err
 	}
+	if err := os.WriteFile(filepath.Join(out, "VERSIONS"), []byte(versions), 0o644); err != nil {
+		return err
+	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	return os.WriteFile(filepath.Join(out, "bundle.sha256"), []byte(sum+"\n"), 0o644)
 }
