@@ -206,6 +206,19 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if st.LastError != "" {
 				fmt.Fprintf(w, "last error:\t%s\n", st.LastError)
 			}
+			if r := st.Registry; r != nil {
+				fmt.Fprintf(w, "registry:\t%s, %d repositories, %.1f MB stored\n", r.Addr, r.Repositories, float64(r.StorageBytes)/1e6)
+			}
+			if sec := st.Secrets; sec != nil {
+				verified := sec.NewestVerifiedAge
+				if verified == "" {
+					verified = "none yet"
+				}
+				fmt.Fprintf(w, "secrets:\t%d paths, newest verified backup: %s\n", sec.Secrets, verified)
+				if sec.LastBackupError != "" {
+					fmt.Fprintf(w, "backup error:\t%s\n", sec.LastBackupError)
+				}
+			}
 			fmt.Fprintln(w, "\nCOMPONENT\tSTATE\tSINCE\tERROR")
 			for _, c := range st.Components {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.State, c.Since.Format("15:04:05"), c.Error)

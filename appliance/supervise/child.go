@@ -137,6 +137,7 @@ func (c *Child) Run(ctx context.Context) error {
 		})
 		select {
 		case <-ctx.Done():
+			c.setState(func(s *ChildState) { s.State = "stopped"; s.Since = time.Now() })
 			return nil
 		case <-time.After(backoff):
 		}
