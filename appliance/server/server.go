@@ -288,8 +288,8 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		ctrd,
 		kubelet,
 		proxy,
+		dnsPublish, // RBAC and the Service first, so CoreDNS can list from its first second
 		clusterDNS,
-		dnsPublish,
 		&localpath.Provisioner{Dir: l.StorageDir(), NodeName: netw.NodeName, Client: cs, Log: s.log.With("component", "local-path")},
 		plat.syncerComponent(),
 	), nil

@@ -107,6 +107,10 @@ type Syncer struct {
 	cfg    Config
 	log    *slog.Logger
 
+	// syncMu serialises syncs: the Run loop and callers of Sync (the API, after a new binding)
+	// would otherwise race to create the same Secret.
+	syncMu sync.Mutex
+
 	mu       sync.Mutex
 	bindings []Binding
 	status   map[string]BindingStatus
@@ -211,6 +215,8 @@ func (s *Syncer) syncLogged(ctx context.Context, paths []string) {
 // Sync brings the bindings of the given store paths (all bindings when paths is nil) in step
 // and returns the joined errors of the bindings that failed.
 func (s *Syncer) Sync(ctx context.Context, paths []string) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	s.mu.Lock()
 	bs := append([]Binding(nil), s.bindings...)
 	s.mu.Unlock()
