@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -75,6 +76,8 @@ func Run(o Options) Report {
 		add("namespace-"+ns, exists("/proc/self/ns/"+ns), false, ns+" namespaces available", "the kernel lacks "+ns+" namespaces (CONFIG_"+strings.ToUpper(ns)+"_NS)")
 	}
 	add("seccomp", seccompAvailable(), true, "seccomp available", "seccomp is not available: containers run without the default seccomp profile")
+	add("oom_score_adj", CanLowerOOMScoreAdj(), true, "processes may lower oom_score_adj",
+		"this host does not let gluebox lower oom_score_adj (no CAP_SYS_RESOURCE, as in some VMs and containers): containerd runs with restrict_oom_score_adj, so pods keep the score they inherit")
 	v1 := CgroupV1()
 	missing := missingControllers(v1)
 	mode := "cgroup v2"
@@ -179,4 +182,26 @@ func parent(p string) string {
 		return "/"
 	}
 	return p[:i]
+}
+
+// CanLowerOOMScoreAdj reports whether this process may lower its own oom_score_adj, which runc
+// needs for pod sandboxes unless containerd restricts the adjustment.
+func CanLowerOOMScoreAdj() bool {
+	const f = "/proc/self/oom_score_adj"
+	cur, err := os.ReadFile(f)
+	if err != nil {
+		return false
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(cur)))
+	if err != nil {
+		return false
+	}
+	if v <= -1000 {
+		return true
+	}
+	if err := os.WriteFile(f, []byte(strconv.Itoa(v-1)), 0o644); err != nil {
+		return false
+	}
+	_ = os.WriteFile(f, []byte(strconv.Itoa(v)), 0o644) // raising it back is always allowed
+	return true
 }

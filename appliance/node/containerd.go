@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gluebox/gluebox/appliance/bundle"
+	"github.com/gluebox/gluebox/appliance/hostcheck"
 	"github.com/gluebox/gluebox/appliance/ociimage"
 	"github.com/gluebox/gluebox/appliance/paths"
 	"github.com/gluebox/gluebox/appliance/supervise"
@@ -181,21 +182,4 @@ func writeRegistryHosts(dir string, regs map[string]string) error {
 
 // RestrictOOMScoreAdjNeeded reports whether this process cannot lower its oom_score_adj,
 // which runc needs for pod sandboxes unless containerd restricts it.
-func RestrictOOMScoreAdjNeeded() bool {
-	const f = "/proc/self/oom_score_adj"
-	cur, err := os.ReadFile(f)
-	if err != nil {
-		return true
-	}
-	var v int
-	fmt.Sscan(strings.TrimSpace(string(cur)), &v)
-	if v <= -1000 {
-		return false
-	}
-	// Try to lower it by one and put it back; a kernel without CAP_SYS_RESOURCE refuses.
-	if err := os.WriteFile(f, []byte(fmt.Sprint(v-1)), 0o644); err != nil {
-		return true
-	}
-	_ = os.WriteFile(f, []byte(fmt.Sprint(v)), 0o644)
-	return false
-}
+func RestrictOOMScoreAdjNeeded() bool { return !hostcheck.CanLowerOOMScoreAdj() }
