@@ -66,6 +66,22 @@ type globals struct {
 
 func (g *globals) layout() (paths.Layout, error) { return paths.New(g.dataDir) }
 
+// takeDataDir applies a leading --data-dir to g and returns the other arguments: commands that
+// pass their arguments through unparsed (kubectl, ctr) get gluebox's global flag among them.
+func (g *globals) takeDataDir(args []string) []string {
+	for len(args) > 0 {
+		switch {
+		case args[0] == "--data-dir" && len(args) > 1:
+			g.dataDir, args = args[1], args[2:]
+		case strings.HasPrefix(args[0], "--data-dir="):
+			g.dataDir, args = strings.TrimPrefix(args[0], "--data-dir="), args[1:]
+		default:
+			return args
+		}
+	}
+	return args
+}
+
 func (g *globals) client() *api.Client {
 	l, err := g.layout()
 	if err != nil {
@@ -96,6 +112,7 @@ func NewRoot() *cobra.Command {
 		newCheckCmd(g),
 		newVersionCmd(),
 		newCleanupCmd(g),
+		newAppCmd(),
 	)
 	for _, c := range extraCommands(g) {
 		root.AddCommand(c)
@@ -138,6 +155,7 @@ func newKubectlCmd(g *globals) *cobra.Command {
 		Short:              "Run the embedded kubectl against this host's cluster",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			args = g.takeDataDir(args)
 			if os.Getenv("KUBECONFIG") == "" {
 				l, err := g.layout()
 				if err != nil {
@@ -159,6 +177,7 @@ func newCtrCmd(g *globals) *cobra.Command {
 		Short:              "Run the bundled containerd client against this node (namespace k8s.io)",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			args = g.takeDataDir(args)
 			l, err := g.layout()
 			if err != nil {
 				return err
