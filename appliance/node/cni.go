@@ -15,11 +15,14 @@ const BridgeName = "gbx0"
 
 // NodePodCIDR returns the pod subnet of this (single) node: the first /24 of the cluster CIDR.
 func NodePodCIDR(clusterCIDR string) (string, error) {
-	ip, _, err := net.ParseCIDR(clusterCIDR)
+	ip, n, err := net.ParseCIDR(clusterCIDR)
 	if err != nil || ip.To4() == nil {
 		return "", fmt.Errorf("cluster CIDR %q is not an IPv4 CIDR", clusterCIDR)
 	}
-	return (&net.IPNet{IP: ip.To4().Mask(net.CIDRMask(24, 32)), Mask: net.CIDRMask(24, 32)}).String(), nil
+	if ones, _ := n.Mask.Size(); ones > 24 {
+		return "", fmt.Errorf("cluster CIDR %q is smaller than a node's /24", clusterCIDR)
+	}
+	return (&net.IPNet{IP: n.IP.To4(), Mask: net.CIDRMask(24, 32)}).String(), nil
 }
 
 // WriteCNIConfig writes the node's CNI network list: a bridge with host-local addresses and

@@ -194,19 +194,24 @@ func TestChildStop(t *testing.T) {
 		maxTook     time.Duration
 		wantLog     string
 	}{
-		{"SIGTERM stops it", "exec sleep 100", 10 * time.Second, 0, 5 * time.Second, ""},
-		{"SIGTERM reaches the program", `trap 'echo got TERM; kill $!; exit 0' TERM; sleep 100 & wait`, 10 * time.Second, 0, 5 * time.Second, "got TERM"},
-		{"SIGKILL after StopTimeout", `trap "" TERM; exec sleep 100`, 500 * time.Millisecond, 500 * time.Millisecond, 5 * time.Second, ""},
+		{"SIGTERM stops it", "echo armed; exec sleep 100", 10 * time.Second, 0, 5 * time.Second, ""},
+		{"SIGTERM reaches the program", `trap 'echo got TERM; kill $!; exit 0' TERM; echo armed; sleep 100 & wait`, 10 * time.Second, 0, 5 * time.Second, "got TERM"},
+		{"SIGKILL after StopTimeout", `trap "" TERM; echo armed; exec sleep 100`, 500 * time.Millisecond, 500 * time.Millisecond, 5 * time.Second, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := shChild(t, tc.script)
 			cfg.StopTimeout = tc.stopTimeout
+			// Ready once the shell has installed its trap.
+			cfg.Ready = func(context.Context) error {
+				if b, _ := os.ReadFile(cfg.LogFile); !strings.Contains(string(b), "armed") {
+					return errors.New("not armed yet")
+				}
+				return nil
+			}
 			c, cancel, done := runChild(t, cfg)
 			waitReady(t, c, 5*time.Second)
 			pid := c.State().PID
 			t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) })
-			// Give the shell time to install its trap.
-			time.Sleep(200 * time.Millisecond)
 
 			start := time.Now()
 			cancel()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -101,9 +102,10 @@ func (g *Group) Start(ctx context.Context, c Component) error {
 	r := &running{c: c, cancel: cancel, done: make(chan error, 1)}
 	started := time.Now()
 	g.set(c.Name(), "starting", nil)
+	var readyOnce atomic.Bool // failures before ready are Start's to report, not Failed's
 	go func() {
 		err := c.Run(cctx)
-		if err != nil && cctx.Err() == nil {
+		if err != nil && cctx.Err() == nil && readyOnce.Load() {
 			g.set(c.Name(), "failed", err)
 			select {
 			case g.failed <- fmt.Errorf("%s: %w", c.Name(), err):
@@ -133,6 +135,19 @@ func (g *Group) Start(ctx context.Context, c Component) error {
 		}
 		g.set(c.Name(), "failed", err)
 		return fmt.Errorf("%s failed to start: %w", c.Name(), err)
+	}
+	readyOnce.Store(true)
+	select { // Run may have failed between WaitReady and the Store above
+	case err := <-r.done:
+		r.done <- err // stopOne reads it later
+		if err == nil {
+			err = errors.New("stopped right after it became ready")
+		}
+		select {
+		case g.failed <- fmt.Errorf("%s: %w", c.Name(), err):
+		default:
+		}
+	default:
 	}
 	g.running = append(g.running, r)
 	g.set(c.Name(), "ready", nil)
