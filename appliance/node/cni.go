@@ -26,7 +26,8 @@ func NodePodCIDR(clusterCIDR string) (string, error) {
 }
 
 // WriteCNIConfig writes the node's CNI network list: a bridge with host-local addresses and
-// masquerading, portmap for hostPort, and the loopback plugin.
+// masquerading, and portmap for hostPort. containerd sets up each pod's loopback itself with the
+// bundled loopback plugin.
 func WriteCNIConfig(l paths.Layout, clusterCIDR string) error {
 	subnet, err := NodePodCIDR(clusterCIDR)
 	if err != nil {
