@@ -2,17 +2,16 @@ package kube
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"time"
 
 	"k8s.io/client-go/rest"
 	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 	schedapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+
+	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 // ControllerManager runs kube-controller-manager in-process.
@@ -77,7 +76,7 @@ func (c *ControllerManager) Run(ctx context.Context) error {
 
 // WaitReady implements supervise.Component.
 func (c *ControllerManager) WaitReady(ctx context.Context) error {
-	return pollHealthz(ctx, "https://127.0.0.1:10257/healthz")
+	return supervise.PollHTTP(ctx, "https://127.0.0.1:10257/healthz", true)
 }
 
 // Scheduler runs kube-scheduler in-process.
@@ -125,29 +124,5 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // WaitReady implements supervise.Component.
 func (s *Scheduler) WaitReady(ctx context.Context) error {
-	return pollHealthz(ctx, "https://127.0.0.1:10259/healthz")
-}
-
-// pollHealthz polls a component's /healthz until it answers 200. The components serve it with
-// a self-signed certificate on loopback, so the certificate is not verified.
-func pollHealthz(ctx context.Context, url string) error {
-	cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := cl.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			err = fmt.Errorf("%s answered %s", url, resp.Status)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not healthy: %v", last)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return supervise.PollHTTP(ctx, "https://127.0.0.1:10259/healthz", true)
 }

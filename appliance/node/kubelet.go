@@ -25,6 +25,7 @@ import (
 
 	"github.com/gluebox/gluebox/appliance/kube"
 	"github.com/gluebox/gluebox/appliance/paths"
+	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 // KubeletConfig is what the in-process kubelet is configured with.
@@ -205,7 +206,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 
 // WaitReady implements supervise.Component: the kubelet's healthz answers.
 func (k *Kubelet) WaitReady(ctx context.Context) error {
-	return pollHTTP(ctx, "http://127.0.0.1:10248/healthz")
+	return supervise.PollHTTP(ctx, "http://127.0.0.1:10248/healthz", false)
 }
 
 // WaitNodeReady waits until the node object reports Ready.

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/gluebox/gluebox/appliance/kube"
 	"github.com/gluebox/gluebox/appliance/paths"
+	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 // ProxyConfig is what the in-process kube-proxy is configured with.
@@ -103,27 +102,5 @@ func (p *Proxy) Run(ctx context.Context) error {
 
 // WaitReady implements supervise.Component.
 func (p *Proxy) WaitReady(ctx context.Context) error {
-	return pollHTTP(ctx, "http://127.0.0.1:10256/livez")
-}
-
-func pollHTTP(ctx context.Context, url string) error {
-	cl := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := cl.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			err = fmt.Errorf("%s answered %s", url, resp.Status)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not healthy: %v", last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return supervise.PollHTTP(ctx, "http://127.0.0.1:10256/livez", false)
 }
