@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/reference"
@@ -160,54 +161,99 @@ func (r *Registry) Gatherer() prometheus.Gatherer { return r.metrics.reg }
 // countingBody counts request body bytes.
 type countingBody struct {
 	io.ReadCloser
-	n    int64
+	n    atomic.Int64
 	bufs *sync.Pool // of *[]byte, 1 MiB each
 }
 
 func (c *countingBody) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
-// WriteTo lets distribution's io.Copy of an upload body hand the blob writer 1 MiB chunks
-// instead of 32 KiB ones: 32 times fewer write syscalls and hash calls per blob.
-func (c *countingBody) WriteTo(w io.Writer) (int64, error) {
+func (c *countingBody) getBuf() *[]byte {
 	bp, _ := c.bufs.Get().(*[]byte)
 	if bp == nil {
 		b := make([]byte, 1<<20)
 		bp = &b
 	}
-	defer c.bufs.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		// Fill the buffer; unlike io.ReadFull this keeps a truncated body's error distinct
-		// from a clean end.
-		n := 0
-		var rerr error
-		for n < len(buf) && rerr == nil {
-			var m int
-			m, rerr = c.Read(buf[n:])
-			n += m
+	return bp
+}
+
+// uploadReadAhead is how many 1 MiB chunks of an upload are read from the network ahead of the
+// blob writer.
+const uploadReadAhead = 3
+
+// WriteTo lets distribution's io.Copy of an upload body hand the blob writer 1 MiB chunks
+// instead of 32 KiB ones (32 times fewer write syscalls and hash calls per blob), and reads the
+// next chunks from the network on another goroutine while the blob writer hashes and writes the
+// current one, so receiving overlaps hashing and disk writes.
+func (c *countingBody) WriteTo(w io.Writer) (int64, error) {
+	type chunk struct {
+		bp  *[]byte
+		n   int
+		err error
+	}
+	full := make(chan chunk, uploadReadAhead)
+	free := make(chan *[]byte, uploadReadAhead+1)
+	for range uploadReadAhead + 1 {
+		free <- c.getBuf()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(full)
+		for {
+			var bp *[]byte
+			select {
+			case bp = <-free:
+			case <-done:
+				return
+			}
+			// Fill the buffer; unlike io.ReadFull this keeps a truncated body's error
+			// distinct from a clean end.
+			buf, n := *bp, 0
+			var rerr error
+			for n < len(buf) && rerr == nil {
+				var m int
+				m, rerr = c.Read(buf[n:])
+				n += m
+			}
+			select {
+			case full <- chunk{bp, n, rerr}:
+			case <-done:
+				c.bufs.Put(bp)
+				return
+			}
+			if rerr != nil {
+				return
+			}
 		}
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
+	}()
+	// On an early return the reader stops after its current read (the server closes the body
+	// when the handler returns); buffers it still holds are simply not reused.
+	defer close(done)
+	var total int64
+	for ch := range full {
+		if ch.n > 0 {
+			m, werr := w.Write((*ch.bp)[:ch.n])
 			total += int64(m)
 			if werr != nil {
 				return total, werr
 			}
-			if m < n {
+			if m < ch.n {
 				return total, io.ErrShortWrite
 			}
 		}
-		if rerr == io.EOF {
+		if ch.err == io.EOF {
+			c.bufs.Put(ch.bp)
 			return total, nil
 		}
-		if rerr != nil {
-			return total, rerr
+		if ch.err != nil {
+			return total, ch.err
 		}
+		free <- ch.bp
 	}
+	return total, io.ErrUnexpectedEOF
 }
 
 // observe logs every request and records metrics.
@@ -232,7 +278,7 @@ func (r *Registry) observe(next http.Handler) http.Handler {
 		m := r.metrics
 		m.requests.WithLabelValues(kind, req.Method, strconv.Itoa(rec.status)).Inc()
 		m.duration.WithLabelValues(kind, req.Method).Observe(el.Seconds())
-		m.bytesIn.WithLabelValues(kind).Add(float64(body.n))
+		m.bytesIn.WithLabelValues(kind).Add(float64(body.n.Load()))
 		m.bytesOut.WithLabelValues(kind).Add(float64(rec.bytes))
 
 		level := slog.LevelInfo
@@ -243,7 +289,7 @@ func (r *Registry) observe(next http.Handler) http.Handler {
 			level = slog.LevelDebug
 		}
 		r.log.Log(req.Context(), level, "request", "method", req.Method, "path", req.URL.Path,
-			"status", rec.status, "in", body.n, "out", rec.bytes, "ms", el.Milliseconds(),
+			"status", rec.status, "in", body.n.Load(), "out", rec.bytes, "ms", el.Milliseconds(),
 			"remote", req.RemoteAddr, "user", rec.user)
 	})
 }
