@@ -22,6 +22,8 @@ import (
 	"time"
 
 	logsapi "k8s.io/component-base/logs/api/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	gbembed "github.com/gluebox/gluebox/embed"
@@ -166,6 +168,11 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	err = node.WaitNodeReady(readyCtx, cs, netw.NodeName)
+	if err == nil {
+		// "ready" means a user can create pods: the default ServiceAccount, which admission
+		// requires, is made by the controller-manager shortly after it starts.
+		err = waitDefaultServiceAccount(readyCtx, cs)
+	}
 	cancel()
 	if err != nil {
 		stopAll()
@@ -488,4 +495,18 @@ func redirectKlog(w io.Writer) {
 		_ = fs.Set(k, v)
 	}
 	klog.SetOutput(w)
+}
+
+func waitDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
+	for {
+		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the default ServiceAccount was not created in time: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
