@@ -21,9 +21,9 @@ import (
 	"syscall"
 	"time"
 
-	logsapi "k8s.io/component-base/logs/api/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 
 	gbembed "github.com/gluebox/gluebox/embed"
