@@ -54,6 +54,9 @@ type Kubelet struct {
 // NewKubelet writes the kubelet's configuration file and returns the component.
 func NewKubelet(cfg KubeletConfig, log *slog.Logger) (*Kubelet, error) {
 	k := &Kubelet{cfg: cfg, log: log}
+	if _, err := cfg.Net.ServiceIP(10); err != nil {
+		return nil, fmt.Errorf("kubelet: cannot derive the cluster DNS address: %w", err)
+	}
 	if err := os.MkdirAll(cfg.Layout.KubeletRoot(), 0o755); err != nil {
 		return nil, err
 	}
