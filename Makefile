@@ -70,8 +70,9 @@ test: build
 test-unit: bundle
 	$(GO) test -count=1 -short ./...
 
+# bench prints the performance figures; BENCH_ARGS="-only registry" (or node, secrets) runs one group.
 bench: build
-	$(GO) run ./bench -gluebox bin/gluebox
+	$(GO) run ./bench -gluebox bin/gluebox $(BENCH_ARGS)
 
 NFPM := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.40.0
 

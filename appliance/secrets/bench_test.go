@@ -2,21 +2,9 @@ package secrets
 
 import (
 	"fmt"
-	"os"
 	"sync/atomic"
 	"testing"
 )
-
-// TestRunBench runs the full benchmark only when asked (it writes a 100 MB store):
-// GLUEBOX_SECRETS_BENCH=1 go test -run TestRunBench -v ./appliance/secrets/
-func TestRunBench(t *testing.T) {
-	if os.Getenv("GLUEBOX_SECRETS_BENCH") == "" {
-		t.Skip("set GLUEBOX_SECRETS_BENCH=1 to run the store benchmark")
-	}
-	if err := RunBench(os.Stdout, t.TempDir()); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func BenchmarkSetParallel(b *testing.B) {
 	st, err := Open(StoreOptions{Dir: b.TempDir()}, nil)
