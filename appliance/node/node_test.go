@@ -3,14 +3,13 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"flag"
+	goldenfile "github.com/gluebox/gluebox/appliance/internal/golden"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"k8s.io/kubernetes/pkg/kubelet/kubeletconfig/configfiles"
 	utilfs "k8s.io/kubernetes/pkg/util/filesystem"
 	"sigs.k8s.io/yaml"
@@ -21,24 +20,10 @@ import (
 	"github.com/gluebox/gluebox/appliance/pki"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
 // golden compares got with testdata/<name>, or rewrites it with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-want +got); run go test -update if the change is intended\n%s", path, diff)
-	}
+	goldenfile.Check(t, name, []byte(got))
 }
 
 // testLayout is a layout at a fixed path, for rendering only (nothing is written there).

@@ -2,8 +2,8 @@ package render
 
 import (
 	"errors"
-	"flag"
 	"fmt"
+	goldenfile "github.com/gluebox/gluebox/appliance/internal/golden"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,8 +16,6 @@ import (
 
 	"github.com/gluebox/gluebox/assets"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
 
 // scenariosDir holds the sample deployment-configurations repositories, one per scenario.
 const scenariosDir = "../../../testdata/deployment-configurations"
@@ -59,23 +57,7 @@ func scenarios(t *testing.T) []string {
 // golden compares got with testdata/golden/<name>, or rewrites it with -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	p := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s differs from golden (-want +got; go test -update rewrites it):\n%s", p, d)
-	}
+	goldenfile.Check(t, "golden/"+name, got)
 }
 
 func TestGoldenMergeAndRender(t *testing.T) {
