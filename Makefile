@@ -49,15 +49,15 @@ $(BUNDLE): $(TOOL_SRCS)
 	$(GO) run ./embed/mkbundle -in $(BUILD_DIR)/bin -out embed/bundle
 
 GO_SRCS := $(shell find cmd appliance assets embed -name '*.go' -not -path 'embed/tools/*' 2>/dev/null) go.mod go.sum
-PAYLOAD := embed/launcher/payload/gluebox.zst
+PAYLOAD := embed/launcher/payload/gluebox.tar.zst
 
 # bin/gluebox-core is the whole program; bin/gluebox, the shipped binary, carries it compressed.
 bin/gluebox-core: $(BUNDLE) $(GO_SRCS)
 	@mkdir -p bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/gluebox-core ./cmd/gluebox-core
 
-$(PAYLOAD): bin/gluebox-core embed/mkpayload/main.go
-	$(GO) run ./embed/mkpayload -in bin/gluebox-core -out embed/launcher/payload
+$(PAYLOAD): bin/gluebox-core embed/mkbundle/main.go
+	$(GO) run ./embed/mkbundle -program bin/gluebox-core -out embed/launcher/payload
 
 bin/gluebox: $(PAYLOAD) cmd/gluebox/main.go embed/launcher/launcher.go
 	$(GO) build -ldflags '-s -w' -o bin/gluebox ./cmd/gluebox

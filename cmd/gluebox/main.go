@@ -1,5 +1,5 @@
 // Command gluebox is the shipped binary: it extracts the compressed gluebox program it carries
-// (once, to <data-dir>/bin/core-<hash>/) and runs it with the same arguments and name, so a
+// (once, to <data-dir>/bin/core/<hash>/) and runs it with the same arguments and name, so a
 // `kubectl` symlink still runs the embedded kubectl.
 package main
 
@@ -13,11 +13,11 @@ import (
 )
 
 func main() {
-	binRoot := filepath.Join(launcher.DataDir(os.Args[1:]), "bin")
+	binRoot := filepath.Join(launcher.DataDir(os.Args[1:], os.Getenv), "bin", "core")
 	if os.Geteuid() != 0 {
 		// Commands that need no root (version, --help) still work from a user cache.
 		if cache, err := os.UserCacheDir(); err == nil {
-			binRoot = filepath.Join(cache, "gluebox")
+			binRoot = filepath.Join(cache, "gluebox", "core")
 		}
 	}
 	exe, err := launcher.Ensure(binRoot)

@@ -6,7 +6,6 @@ import (
 )
 
 func TestDataDir(t *testing.T) {
-	t.Setenv("GLUEBOX_DATA_DIR", "")
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -16,12 +15,11 @@ func TestDataDir(t *testing.T) {
 		{[]string{"kubectl", "--", "--data-dir", "/z"}, "/var/lib/gluebox"},
 		{nil, "/var/lib/gluebox"},
 	} {
-		if got := DataDir(tc.args); got != tc.want {
+		if got := DataDir(tc.args, func(string) string { return "" }); got != tc.want {
 			t.Errorf("DataDir(%v) = %q, want %q", tc.args, got, tc.want)
 		}
 	}
-	t.Setenv("GLUEBOX_DATA_DIR", "/env")
-	if got := DataDir(nil); got != "/env" {
+	if got := DataDir(nil, func(string) string { return "/env" }); got != "/env" {
 		t.Errorf("env not honoured: %q", got)
 	}
 }

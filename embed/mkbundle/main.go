@@ -1,8 +1,14 @@
-// Command mkbundle packs the helper programs that `make` built into the compressed bundle that
-// the gluebox binary embeds: a zstd-compressed tar of bin/* plus images/pause.tar (an OCI image
-// built from our own pause program), and a file holding the bundle's SHA-256.
+// Command mkbundle writes the zstd-compressed tar archives that gluebox embeds, each with a file
+// holding the archive's SHA-256, in the form appliance/bundle extracts:
+//
+//   - the helper bundle (default): bin/* from -in, images/pause.tar (an OCI image of our own
+//     pause program) and VERSIONS, as embed/bundle/bundle.tar.zst;
+//   - with -program FILE: just that program, as gluebox, for the launcher
+//     (embed/launcher/payload/gluebox.tar.zst).
 //
 // Usage: go run ./embed/mkbundle -in DIR -out embed/bundle
+//
+//	go run ./embed/mkbundle -program bin/gluebox-core -out embed/launcher/payload
 package main
 
 import (
@@ -24,96 +30,111 @@ import (
 
 func main() {
 	in := flag.String("in", "", "directory with the built helper programs")
-	out := flag.String("out", "embed/bundle", "directory to write bundle.tar.zst and bundle.sha256 to")
+	out := flag.String("out", "embed/bundle", "directory to write the archive and its SHA-256 to")
 	gomod := flag.String("gomod", "embed/tools/go.mod", "go.mod pinning the bundled programs, for the VERSIONS file")
+	program := flag.String("program", "", "pack only this program (as gluebox) for the launcher")
 	flag.Parse()
-	if err := run(*in, *out, *gomod); err != nil {
+	var err error
+	if *program != "" {
+		err = writeArchive(*out, "gluebox", []entry{{src: *program, name: "gluebox", mode: 0o755}}, zstd.SpeedBetterCompression)
+	} else {
+		err = helperBundle(*in, *out, *gomod)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkbundle:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out, gomod string) error {
+// entry is one file of an archive: read from src, or data when src is empty.
+type entry struct {
+	src, name string
+	data      []byte
+	mode      int64
+}
+
+func helperBundle(in, out, gomod string) error {
 	if in == "" {
 		return fmt.Errorf("-in is required")
 	}
-	entries, err := os.ReadDir(in)
+	dirEntries, err := os.ReadDir(in)
 	if err != nil {
 		return fmt.Errorf("cannot list %s: %w", in, err)
 	}
-	var names []string
-	for _, e := range entries {
+	var entries []entry
+	for _, e := range dirEntries {
 		if e.Type().IsRegular() {
-			names = append(names, e.Name())
+			entries = append(entries, entry{src: filepath.Join(in, e.Name()), name: "bin/" + e.Name(), mode: 0o755})
 		}
 	}
-	sort.Strings(names)
-
+	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	pauseTar := filepath.Join(in, "..", "pause-image.tar")
 	if err := ociimage.WriteSingleBinary(pauseTar, filepath.Join(in, "pause"), ociimage.PauseImage, "/pause"); err != nil {
 		return fmt.Errorf("cannot build pause image: %w", err)
-	}
-
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
-	tmp := filepath.Join(out, "bundle.tar.zst.tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	h := sha256.New()
-	zw, err := zstd.NewWriter(io.MultiWriter(f, h), zstd.WithEncoderLevel(zstd.SpeedBestCompression))
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(zw)
-	add := func(src, name string, mode int64) error {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err = tw.Write(data)
-		return err
-	}
-	for _, n := range names {
-		if err := add(filepath.Join(in, n), "bin/"+n, 0o755); err != nil {
-			return fmt.Errorf("cannot add %s: %w", n, err)
-		}
-	}
-	if err := add(pauseTar, "images/pause.tar", 0o644); err != nil {
-		return fmt.Errorf("cannot add pause image: %w", err)
 	}
 	versions, err := bundledVersions(gomod)
 	if err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: "VERSIONS", Mode: 0o644, Size: int64(len(versions)), Typeflag: tar.TypeReg}); err != nil {
+	entries = append(entries,
+		entry{src: pauseTar, name: "images/pause.tar", mode: 0o644},
+		entry{name: "VERSIONS", data: []byte(versions), mode: 0o644})
+	if err := writeArchive(out, "bundle", entries, zstd.SpeedBestCompression); err != nil {
 		return err
 	}
-	if _, err := tw.Write([]byte(versions)); err != nil {
+	return os.WriteFile(filepath.Join(out, "VERSIONS"), []byte(versions), 0o644)
+}
+
+// writeArchive writes <out>/<base>.tar.zst (atomically) and <out>/<base>.sha256.
+func writeArchive(out, base string, entries []entry, level zstd.EncoderLevel) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
+	}
+	tmp := filepath.Join(out, base+".tar.zst.tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	h := sha256.New()
+	zw, err := zstd.NewWriter(io.MultiWriter(f, h), zstd.WithEncoderLevel(level))
+	if err != nil {
+		f.Close()
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		data := e.data
+		if e.src != "" {
+			if data, err = os.ReadFile(e.src); err != nil {
+				f.Close()
+				return fmt.Errorf("cannot add %s: %w", e.name, err)
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			f.Close()
+			return err
+		}
+		if _, err := tw.Write(data); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := tw.Close(); err != nil {
+		f.Close()
 		return err
 	}
 	if err := zw.Close(); err != nil {
+		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(out, "bundle.tar.zst")); err != nil {
+	if err := os.Rename(tmp, filepath.Join(out, base+".tar.zst")); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(out, "VERSIONS"), []byte(versions), 0o644); err != nil {
-		return err
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	return os.WriteFile(filepath.Join(out, "bundle.sha256"), []byte(sum+"\n"), 0o644)
+	return os.WriteFile(filepath.Join(out, base+".sha256"), []byte(hex.EncodeToString(h.Sum(nil))+"\n"), 0o644)
 }
 
 // bundledVersions names each bundled program's module version, one "name version" per line.
