@@ -112,7 +112,8 @@ func NewRoot() *cobra.Command {
 		newCheckCmd(g),
 		newVersionCmd(),
 		newCleanupCmd(g),
-		newAppCmd(),
+		newAppCmd(g),
+		newRepoCmd(g),
 	)
 	for _, c := range extraCommands(g) {
 		root.AddCommand(c)

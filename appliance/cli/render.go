@@ -8,10 +8,10 @@ import (
 	"github.com/gluebox/gluebox/appliance/gitops/render"
 )
 
-// newAppCmd returns `gluebox app`. Today it renders a deployment-configurations repository
-// offline, exactly as the GitOps engine will, so a repository can be checked before it is
-// pushed; list/show/history/rollback join it with the GitOps engine.
-func newAppCmd() *cobra.Command {
+// newAppCmd returns `gluebox app`: render a deployment-configurations repository offline,
+// exactly as the GitOps engine does, so a repository can be checked before it is pushed; and
+// list/show/rollback/release/manifest the environments the engine runs.
+func newAppCmd(g *globals) *cobra.Command {
 	app := &cobra.Command{Use: "app", Short: "Apps and their environments"}
 	var opts render.Options
 	var repo string
@@ -48,5 +48,6 @@ func newAppCmd() *cobra.Command {
 	f.StringVar(&opts.Overlay, "overlay", "", "env-overlay to use (default: chosen by the layout rules; \"-\" for none)")
 	f.BoolVar(&digestOnly, "digest", false, "print only the render's digest")
 	app.AddCommand(renderCmd)
+	app.AddCommand(newAppStatusCmds(g)...)
 	return app
 }

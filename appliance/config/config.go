@@ -40,6 +40,18 @@ type Server struct {
 	DatastoreEndpoint string
 	// PollInterval is how often Git sources are checked (default 15s).
 	PollInterval time.Duration
+	// ResyncInterval is how often every environment is re-applied without a new commit,
+	// putting back objects changed by hand (default 1m).
+	ResyncInterval time.Duration
+	// HealthTimeout bounds the wait for a deployed environment to become healthy before it is
+	// reported Degraded (default 5m).
+	HealthTimeout time.Duration
+	// ConfigRepo is the deployment-configurations repository URL (default: none; then
+	// `gluebox repo set-config` sets it at run time). ConfigRepoBranch is its branch (default:
+	// the remote's default) and ConfigRepoCredentials a secret-store path (default: none).
+	ConfigRepo            string
+	ConfigRepoBranch      string
+	ConfigRepoCredentials string
 	// NodeName names this node (default: the host name, lowercased).
 	NodeName string
 	// NodeIP is the node's address (default: the address of the default-route interface).
@@ -74,6 +86,11 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&s.APIPort, "api-port", 6443, "Kubernetes API secure port")
 	fs.StringVar(&s.DatastoreEndpoint, "datastore-endpoint", "", "datastore: empty for SQLite, or postgres://, mysql://, https:// (etcd)")
 	fs.DurationVar(&s.PollInterval, "poll-interval", 15*time.Second, "how often Git sources are polled")
+	fs.DurationVar(&s.ResyncInterval, "resync-interval", time.Minute, "how often environments are re-applied to undo changes made by hand")
+	fs.DurationVar(&s.HealthTimeout, "health-timeout", 5*time.Minute, "how long a deployed environment may take to become healthy")
+	fs.StringVar(&s.ConfigRepo, "config-repo", "", "deployment-configurations repository URL (default: set with `gluebox repo set-config`)")
+	fs.StringVar(&s.ConfigRepoBranch, "config-repo-branch", "", "branch of the deployment-configurations repository (default: the remote's default)")
+	fs.StringVar(&s.ConfigRepoCredentials, "config-repo-credentials", "", "secret-store path with the repository's credentials, e.g. secret/git/acme")
 	fs.StringVar(&s.NodeName, "node-name", "", "node name (default: host name)")
 	fs.StringVar(&s.NodeIP, "node-ip", "", "node IPv4 address (default: address of the default-route interface)")
 	fs.StringVar(&s.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "pod address range")
@@ -177,6 +194,18 @@ func (s *Server) Validate() error {
 	}
 	if s.PollInterval < time.Second {
 		errs = append(errs, fmt.Errorf("--poll-interval %s is below 1s", s.PollInterval))
+	}
+	if s.ResyncInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--resync-interval %s is below 1s", s.ResyncInterval))
+	}
+	if s.HealthTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--health-timeout %s is below 1s", s.HealthTimeout))
+	}
+	if s.ConfigRepoCredentials != "" && !strings.HasPrefix(s.ConfigRepoCredentials, "secret/") {
+		errs = append(errs, fmt.Errorf("--config-repo-credentials %q is not a secret-store path: use secret/<name>", s.ConfigRepoCredentials))
+	}
+	if s.ConfigRepo == "" && (s.ConfigRepoBranch != "" || s.ConfigRepoCredentials != "") {
+		errs = append(errs, fmt.Errorf("--config-repo-branch and --config-repo-credentials need --config-repo"))
 	}
 	if s.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive"))

@@ -92,6 +92,9 @@ func (l Layout) SecretsDir() string { return l.Join("secrets") }
 // BackupsDir holds encrypted snapshot backups.
 func (l Layout) BackupsDir() string { return l.Join("backups") }
 
+// GitOpsDir holds the GitOps engine's state file and its Git cache.
+func (l Layout) GitOpsDir() string { return l.Join("gitops") }
+
 // StateDir holds small platform state files (status of syncs, builds, history).
 func (l Layout) StateDir() string { return l.Join("state") }
 

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/secrets"
 	"github.com/gluebox/gluebox/appliance/secrets/kubesync"
@@ -30,6 +31,10 @@ type platform struct {
 	sec      *secrets.Service
 	syncer   *kubesync.Syncer
 	bindings *bindingFile
+	gitops   *engine.Engine
+
+	gitopsMu       sync.Mutex
+	gitopsBindings map[string][]kubesync.Binding // namespace → bindings from externalSecret values
 }
 
 // deployedDigests lists the image digests of every container running in the cluster, so the
@@ -117,6 +122,9 @@ func chanReady(ch <-chan struct{}) func(ctx context.Context) error {
 func (p *platform) register(mux *http.ServeMux) {
 	p.reg.Register(mux)
 	p.sec.Register(mux)
+	if p.gitops != nil {
+		p.gitops.Register(mux)
+	}
 	mux.Handle("GET /v1/metrics/registry", p.reg.MetricsHandler())
 	mux.HandleFunc("GET /v1/secret-bindings", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, p.syncer.Status())
@@ -157,7 +165,7 @@ func (p *platform) bind(b kubesync.Binding) error {
 				out = append(out, old)
 			}
 		}
-		return out, p.syncer.SetBindings(out)
+		return out, p.syncer.SetBindings(p.withGitOps(out))
 	})
 }
 
@@ -172,7 +180,7 @@ func (p *platform) unbind(ns, name string) error {
 		if len(out) == len(bs) {
 			return nil, fmt.Errorf("no secret binding %s/%s", ns, name)
 		}
-		return out, p.syncer.SetBindings(out)
+		return out, p.syncer.SetBindings(p.withGitOps(out))
 	})
 }
 

@@ -264,6 +264,14 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return nil, err
 	}
+	restCfg, err := kube.RESTConfig(certs.SupervisorKubecfg)
+	if err != nil {
+		return nil, err
+	}
+	_, gitopsComp, err := s.newGitOps(restCfg, plat)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	s.children = append(s.children, ctrd, clusterDNS)
 	s.plat = plat
@@ -299,6 +307,7 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		clusterDNS,
 		&localpath.Provisioner{Dir: l.StorageDir(), NodeName: netw.NodeName, Client: cs, Log: s.log.With("component", "local-path")},
 		plat.syncerComponent(),
+		gitopsComp,
 	), nil
 }
 

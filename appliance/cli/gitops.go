@@ -1,0 +1,248 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gluebox/gluebox/appliance/gitops/engine"
+	"github.com/gluebox/gluebox/appliance/gitops/state"
+)
+
+// newRepoCmd returns `gluebox repo`: the deployment-configurations repository gluebox follows.
+func newRepoCmd(g *globals) *cobra.Command {
+	repo := &cobra.Command{Use: "repo", Short: "The deployment-configurations repository gluebox follows"}
+	var req engine.SetRepoRequest
+	set := &cobra.Command{
+		Use:   "set-config <url>",
+		Short: "Follow this deployment-configurations repository (checked before it is saved)",
+		Long: "Follow the repository at URL (https://, ssh://, user@host:path or a local path).\n" +
+			"Credentials name a secret-store path holding token, or username + password, or ssh-key + known_hosts;\n" +
+			"set them first with `gluebox secret set secret/git/<name> token=...`.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.URL = args[0]
+			var st state.RepoStatus
+			if err := g.client().Do(cmd.Context(), "PUT", "/v1/repo", req, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "following %s (branch %s) at %s\n", st.URL, orDefault(st.Branch, "default"), short(st.Commit))
+			return nil
+		},
+	}
+	set.Flags().StringVar(&req.Branch, "branch", "", "branch to follow (default: the remote's default branch)")
+	set.Flags().StringVar(&req.Credentials, "credentials", "", "secret-store path of the credentials, e.g. secret/git/acme")
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show the repository, the commit seen and synced, and the webhook endpoint",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var v engine.RepoView
+			if err := g.client().Do(cmd.Context(), "GET", "/v1/repo", nil, &v); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			if v.Config.URL == "" {
+				fmt.Fprintln(w, "repository:\tnone (gluebox repo set-config URL)")
+			} else {
+				src := "gluebox repo set-config"
+				if v.FromConfigFile {
+					src = "config file"
+				}
+				fmt.Fprintf(w, "repository:\t%s (%s)\n", v.Config.URL, src)
+				fmt.Fprintf(w, "branch:\t%s\n", orDefault(v.Config.Branch, "remote default"))
+				if v.Config.Credentials != "" {
+					fmt.Fprintf(w, "credentials:\t%s\n", v.Config.Credentials)
+				}
+				fmt.Fprintf(w, "head:\t%s (checked %s)\n", short(v.Status.Commit), ago(v.Status.LastCheckAt))
+				fmt.Fprintf(w, "synced:\t%s (%s)\n", short(v.Status.Synced), ago(v.Status.LastSyncAt))
+				if v.Status.LastError != "" {
+					fmt.Fprintf(w, "error:\t%s (%s)\n", v.Status.LastError, ago(v.Status.LastErrorAt))
+				}
+			}
+			fmt.Fprintf(w, "poll interval:\t%s\n", v.PollInterval)
+			fmt.Fprintf(w, "webhook:\thttp(s)://<this host>%s (GitHub, GitLab, Gitea, Forgejo)\n", v.WebhookPath)
+			fmt.Fprintf(w, "webhook secret:\t%s\n", v.WebhookSecret)
+			return w.Flush()
+		},
+	}
+	sync := &cobra.Command{
+		Use:   "sync",
+		Short: "Check the repository and re-apply every environment now",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.client().Do(cmd.Context(), "POST", "/v1/repo/sync", nil, nil)
+		},
+	}
+	repo.AddCommand(set, show, sync)
+	return repo
+}
+
+// newAppStatusCmds returns `app list`, `app show`, `app rollback`, `app release` and
+// `app manifest`.
+func newAppStatusCmds(g *globals) []*cobra.Command {
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List every environment with its commit, health and hold",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var envs []state.Env
+			if err := g.client().Do(cmd.Context(), "GET", "/v1/apps", nil, &envs); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "APP\tENV\tNAMESPACE\tCOMMIT\tREV\tHEALTH\tSTATE\tAPPLIED")
+			for _, e := range envs {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.App, e.Env, e.Namespace, short(e.Commit), e.Revision, e.Health, envState(e), ago(e.LastAppliedAt))
+			}
+			return w.Flush()
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show <app> <env>",
+		Short: "Show one environment: status, last error, drift and history",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var v engine.EnvView
+			if err := g.client().Do(cmd.Context(), "GET", "/v1/apps/"+args[0]+"/"+args[1], nil, &v); err != nil {
+				return err
+			}
+			printEnv(cmd.OutOrStdout(), v)
+			return nil
+		},
+	}
+	var to int
+	rollback := &cobra.Command{
+		Use:   "rollback <app> <env>",
+		Short: "Re-apply an earlier revision and hold the environment there until the next change in Git or `app release`",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var e state.Env
+			if err := g.client().Do(cmd.Context(), "POST", "/v1/apps/"+args[0]+"/"+args[1]+"/rollback", engine.RollbackRequest{To: to}, &e); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/%s now runs commit %s as revision %d, held (gluebox app release %s %s to follow Git again)\n",
+				e.App, e.Env, short(e.Commit), e.Revision, e.App, e.Env)
+			return nil
+		},
+	}
+	rollback.Flags().IntVar(&to, "to", 0, "revision to return to (default: the previous one; see `app show`)")
+	release := &cobra.Command{
+		Use:   "release <app> <env>",
+		Short: "Lift a rollback hold: the environment follows Git again at once",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.client().Do(cmd.Context(), "POST", "/v1/apps/"+args[0]+"/"+args[1]+"/release", nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/%s released; syncing with Git\n", args[0], args[1])
+			return nil
+		},
+	}
+	var rev int
+	manifest := &cobra.Command{
+		Use:   "manifest <app> <env>",
+		Short: "Print the manifest applied by a revision (default: the running one)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n := rev
+			if n == 0 {
+				var v engine.EnvView
+				if err := g.client().Do(cmd.Context(), "GET", "/v1/apps/"+args[0]+"/"+args[1], nil, &v); err != nil {
+					return err
+				}
+				n = v.Revision
+			}
+			return g.client().Stream(cmd.Context(), "GET", "/v1/apps/"+args[0]+"/"+args[1]+"/revisions/"+strconv.Itoa(n)+"/manifest", nil, cmd.OutOrStdout())
+		},
+	}
+	manifest.Flags().IntVar(&rev, "revision", 0, "revision number (see `app show`)")
+	return []*cobra.Command{list, show, rollback, release, manifest}
+}
+
+func envState(e state.Env) string {
+	var parts []string
+	if e.Held {
+		parts = append(parts, "held")
+	}
+	if e.LastError != "" {
+		parts = append(parts, "error")
+	}
+	if len(e.Drift) > 0 && time.Since(e.DriftAt) < time.Hour {
+		parts = append(parts, "drift-healed")
+	}
+	if len(parts) == 0 {
+		return "synced"
+	}
+	return strings.Join(parts, ",")
+}
+
+func printEnv(out io.Writer, ev engine.EnvView) {
+	v := ev.Env
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "environment:\t%s/%s (namespace %s, %s)\n", v.App, v.Env, v.Namespace, orDefault(v.Source, "not rendered"))
+	fmt.Fprintf(w, "running:\trevision %d, commit %s, %s (applied %s)\n", v.Revision, short(v.Commit), v.Digest, ago(v.LastAppliedAt))
+	health := v.Health
+	if v.HealthMessage != "" {
+		health += ": " + v.HealthMessage
+	}
+	fmt.Fprintf(w, "health:\t%s\n", health)
+	if v.Held {
+		fmt.Fprintf(w, "held:\tyes, by a rollback; Git renders %s (gluebox app release %s %s)\n", v.GitDigest, v.App, v.Env)
+	}
+	if v.LastError != "" {
+		fmt.Fprintf(w, "last error:\t%s (%s; the running version was kept)\n", v.LastError, ago(v.LastErrorAt))
+	}
+	if len(v.Drift) > 0 {
+		fmt.Fprintf(w, "drift:\t%s put back %s\n", strings.Join(v.Drift, ", "), ago(v.DriftAt))
+	}
+	fmt.Fprintf(w, "last sync:\t%s\n", ago(v.LastSyncAt))
+	w.Flush()
+	fmt.Fprintln(out, "\nhistory:")
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "REV\tCOMMIT\tDIGEST\tREASON\tAPPLIED")
+	for _, r := range ev.History {
+		mark := ""
+		if r.N == v.Revision {
+			mark = " *"
+		}
+		fmt.Fprintf(w, "%d%s\t%s\t%s\t%s\t%s\n", r.N, mark, short(r.Commit), shortDigest(r.Digest), r.Reason, r.AppliedAt.Local().Format(time.DateTime))
+	}
+	w.Flush()
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	if sha == "" {
+		return "-"
+	}
+	return sha
+}
+
+func shortDigest(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}

@@ -1,0 +1,95 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/gluebox/gluebox/appliance/gitops/apply"
+	"github.com/gluebox/gluebox/appliance/gitops/engine"
+	"github.com/gluebox/gluebox/appliance/gitops/state"
+	"github.com/gluebox/gluebox/appliance/secrets/kubesync"
+	"github.com/gluebox/gluebox/appliance/supervise"
+)
+
+// newGitOps builds the GitOps engine on top of the platform: it reads repository credentials
+// and the webhook secret from the secret store and declares apps' externalSecret bindings.
+func (s *Server) newGitOps(restCfg *rest.Config, p *platform) (*engine.Engine, supervise.Component, error) {
+	ap, err := apply.New(restCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err := engine.New(engine.Config{
+		Repo:           state.RepoConfig{URL: s.cfg.ConfigRepo, Branch: s.cfg.ConfigRepoBranch, Credentials: s.cfg.ConfigRepoCredentials},
+		Dir:            s.layout.GitOpsDir(),
+		PollInterval:   s.cfg.PollInterval,
+		ResyncInterval: s.cfg.ResyncInterval,
+		HealthTimeout:  s.cfg.HealthTimeout,
+		Domain:         s.cfg.Domain,
+		Registry:       "registry.gluebox.local",
+	}, engine.Deps{
+		Applier:     ap,
+		Secrets:     p.sec.Store(),
+		SetBindings: p.setGitOpsBindings,
+		Logger:      s.log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot start the GitOps engine: %w", err)
+	}
+	p.gitops = eng
+	return eng, supervise.Func{N: "gitops", R: eng.Run, Ready: chanReady(eng.Ready())}, nil
+}
+
+// setGitOpsBindings replaces the bindings the engine declared for one namespace and hands the
+// syncer the union with the ones declared by hand (`gluebox secret bind`); for the same
+// namespace/name the engine's wins.
+func (p *platform) setGitOpsBindings(ctx context.Context, namespace string, bs []kubesync.Binding) error {
+	p.gitopsMu.Lock()
+	if p.gitopsBindings == nil {
+		p.gitopsBindings = map[string][]kubesync.Binding{}
+	}
+	if len(bs) == 0 {
+		delete(p.gitopsBindings, namespace)
+	} else {
+		p.gitopsBindings[namespace] = bs
+	}
+	p.gitopsMu.Unlock()
+	user, err := p.bindings.load()
+	if err != nil {
+		return err
+	}
+	if err := p.syncer.SetBindings(p.withGitOps(user)); err != nil {
+		return err
+	}
+	var paths []string
+	for _, b := range bs {
+		paths = append(paths, b.Path)
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	return p.syncer.Sync(ctx, paths)
+}
+
+// withGitOps returns user's bindings plus the engine's.
+func (p *platform) withGitOps(user []kubesync.Binding) []kubesync.Binding {
+	p.gitopsMu.Lock()
+	defer p.gitopsMu.Unlock()
+	byID := map[string]kubesync.Binding{}
+	for _, b := range user {
+		byID[b.Namespace+"/"+b.Name] = b
+	}
+	for _, bs := range p.gitopsBindings {
+		for _, b := range bs {
+			byID[b.Namespace+"/"+b.Name] = b
+		}
+	}
+	out := make([]kubesync.Binding, 0, len(byID))
+	for _, b := range byID {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Namespace+"/"+out[i].Name < out[j].Namespace+"/"+out[j].Name })
+	return out
+}
