@@ -246,4 +246,3 @@ func copyMap(m map[string]string) map[string]string {
 	}
 	return out
 }
-
