@@ -21,7 +21,7 @@ import (
 func main() {
 	bin := flag.String("gluebox", "bin/gluebox", "gluebox binary to measure")
 	idle := flag.Duration("idle", 60*time.Second, "how long the node idles before its memory is measured")
-	only := flag.String("only", "", "run only this group: node, registry, secrets")
+	only := flag.String("only", "", "run only this group: node, gitops, registry, secrets")
 	flag.Parse()
 	abs, _ := filepath.Abs(*bin)
 	// Distribution logs every request through logrus; the figures are what matters here.
@@ -50,7 +50,10 @@ type group struct {
 }
 
 func groups(bin string, idle time.Duration) []group {
-	gs := []group{{"node", func(w io.Writer) error { return nodeBench(w, bin, idle) }}}
+	gs := []group{
+		{"node", func(w io.Writer) error { return nodeBench(w, bin, idle) }},
+		{"gitops", func(w io.Writer) error { return runGitOps(w, bin) }},
+	}
 	return append(gs, componentGroups()...)
 }
 

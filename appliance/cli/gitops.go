@@ -86,6 +86,7 @@ func newRepoCmd(g *globals) *cobra.Command {
 // newAppStatusCmds returns `app list`, `app show`, `app rollback`, `app release` and
 // `app manifest`.
 func newAppStatusCmds(g *globals) []*cobra.Command {
+	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List every environment with its commit, health and hold",
@@ -94,6 +95,9 @@ func newAppStatusCmds(g *globals) []*cobra.Command {
 			var envs []state.Env
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/apps", nil, &envs); err != nil {
 				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), envs)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "APP\tENV\tNAMESPACE\tCOMMIT\tREV\tHEALTH\tSTATE\tAPPLIED")
@@ -112,9 +116,15 @@ func newAppStatusCmds(g *globals) []*cobra.Command {
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/apps/"+args[0]+"/"+args[1], nil, &v); err != nil {
 				return err
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
 			printEnv(cmd.OutOrStdout(), v)
 			return nil
 		},
+	}
+	for _, c := range []*cobra.Command{list, show} {
+		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	var to int
 	rollback := &cobra.Command{

@@ -2,37 +2,18 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gluebox/gluebox/appliance/ociimage"
 )
 
 // pushImage builds a testdata Go package into an image and pushes it to the node's built-in
-// registry as ref (e.g. 127.0.0.1:5000/e2e/hello:1), from inside the node's namespace.
+// registry as ref (e.g. 127.0.0.1:5000/e2e/hello:1), connecting from inside the node's namespace.
 func (n *node) pushImage(pkg, ref string) {
 	n.t.Helper()
-	dir := n.t.TempDir()
-	bin := filepath.Join(dir, "app")
-	build := exec.Command("go", "build", "-o", bin, "./"+pkg)
-	build.Dir = repoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		n.t.Fatalf("build %s: %v\n%s", pkg, err, out)
-	}
-	tar := filepath.Join(dir, "image.tar")
-	if err := ociimage.WriteSingleBinary(tar, bin, ref, "/app"); err != nil {
+	if err := n.PushImage(repoRoot(), pkg, ref); err != nil {
 		n.t.Fatal(err)
-	}
-	self, _ := os.Executable()
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+n.NetNS, self)
-	cmd.Env = append(os.Environ(), "GBX_E2E_PUSH="+tar+"="+ref)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		n.t.Fatalf("push %s: %v\n%s", ref, err, out)
 	}
 }
 

@@ -173,9 +173,10 @@ func (n *Node) Kubectl(args ...string) (string, error) {
 	return n.Run(3*time.Minute, n.Bin, append([]string{"kubectl", "--kubeconfig", filepath.Join(n.DataDir, "kubeconfig", "admin.yaml")}, args...)...)
 }
 
-// Curl fetches url from inside the node's network namespace.
-func (n *Node) Curl(url string) (string, error) {
-	return n.Run(30*time.Second, "curl", "-sS", "--fail", "--max-time", "5", url)
+// Curl runs curl with args (a URL and any options) inside the node's network namespace; it
+// fails on HTTP errors.
+func (n *Node) Curl(args ...string) (string, error) {
+	return n.Run(30*time.Second, "curl", append([]string{"-sS", "--fail", "--max-time", "5"}, args...)...)
 }
 
 // Run runs a program inside the node's network namespace with GLUEBOX_DATA_DIR set and returns

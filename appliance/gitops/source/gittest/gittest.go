@@ -8,6 +8,7 @@ package gittest
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -24,7 +25,7 @@ const Deleted = "\x00gittest-delete\x00"
 
 // Server is a bare repository served over smart HTTP. The default branch is "main".
 type Server struct {
-	t      testing.TB
+	t      T
 	root   string // GIT_PROJECT_ROOT
 	bare   string // root/repo.git
 	work   string // a clone used to make commits
@@ -42,14 +43,28 @@ type Options struct {
 	// Username and Password, when Username is set, are required as HTTP
 	// basic auth on every request; others get 401.
 	Username, Password string
+	// Listener, when set, is where the server listens (for example a socket opened in a test
+	// node's network namespace); the default is a loopback port of the test's namespace.
+	Listener net.Listener
 }
 
 // NewServer starts an anonymous server over an empty bare repository and
 // stops it with t.Cleanup. Skips the test when git is not installed.
-func NewServer(t testing.TB) *Server { return NewServerWith(t, Options{}) }
+func NewServer(t T) *Server { return NewServerWith(t, Options{}) }
+
+// T is the part of testing.TB the server uses, so benchmarks outside `go test` can run one.
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	TempDir() string
+	Cleanup(func())
+}
+
+var _ T = testing.TB(nil)
 
 // NewServerWith is NewServer with options.
-func NewServerWith(t testing.TB, o Options) *Server {
+func NewServerWith(t T, o Options) *Server {
 	t.Helper()
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
@@ -84,7 +99,7 @@ func NewServerWith(t testing.TB, o Options) *Server {
 		Stderr: io.Discard,
 		Env:    append([]string{"GIT_PROJECT_ROOT=" + s.root, "GIT_HTTP_EXPORT_ALL=1"}, s.env...),
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.reqs.Add(1)
 		if s.user != "" {
 			u, p, ok := r.BasicAuth()
@@ -96,6 +111,11 @@ func NewServerWith(t testing.TB, o Options) *Server {
 		}
 		h.ServeHTTP(w, r)
 	}))
+	if o.Listener != nil {
+		s.srv.Listener.Close()
+		s.srv.Listener = o.Listener
+	}
+	s.srv.Start()
 	t.Cleanup(s.srv.Close)
 	return s
 }
