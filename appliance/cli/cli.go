@@ -114,6 +114,7 @@ func NewRoot() *cobra.Command {
 		newCleanupCmd(g),
 		newAppCmd(g),
 		newRepoCmd(g),
+		newRoutesCmd(g),
 	)
 	for _, c := range extraCommands(g) {
 		root.AddCommand(c)

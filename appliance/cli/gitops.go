@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gluebox/gluebox/appliance/frontdoor"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 )
@@ -81,6 +82,44 @@ func newRepoCmd(g *globals) *cobra.Command {
 	}
 	repo.AddCommand(set, show, sync)
 	return repo
+}
+
+// newRoutesCmd returns `gluebox routes`: what the front door serves.
+func newRoutesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "routes",
+		Short: "List the host names and paths the front door serves, from apps' Ingresses",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var v struct {
+				Routes []frontdoor.Route `json:"routes"`
+				CAFile string            `json:"ca_file"`
+			}
+			if err := g.client().Do(cmd.Context(), "GET", "/v1/routes", nil, &v); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "HOST\tPATH\tBACKEND\tINGRESS\tTLS")
+			for _, r := range v.Routes {
+				host := r.Host
+				if r.Default {
+					host = "(default)"
+				}
+				backend := r.Service + ":" + r.Port
+				if r.Resource != "" {
+					backend = r.Resource
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s/%s\t%v\n", orDefault(host, "*"), r.Path, backend, r.Namespace, r.Ingress, r.TLS)
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if v.CAFile != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "\nHTTPS certificates are issued by the CA in %s (trust it on clients)\n", v.CAFile)
+			}
+			return nil
+		},
+	}
 }
 
 // newAppStatusCmds returns `app list`, `app show`, `app rollback`, `app release` and

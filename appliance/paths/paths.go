@@ -92,6 +92,9 @@ func (l Layout) SecretsDir() string { return l.Join("secrets") }
 // BackupsDir holds encrypted snapshot backups.
 func (l Layout) BackupsDir() string { return l.Join("backups") }
 
+// FrontDoorDir holds the front door's ingress CA and the certificates it issued.
+func (l Layout) FrontDoorDir() string { return l.Join("pki", "ingress") }
+
 // GitOpsDir holds the GitOps engine's state file and its Git cache.
 func (l Layout) GitOpsDir() string { return l.Join("gitops") }
 

@@ -3,10 +3,13 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/gluebox/gluebox/appliance/frontdoor"
 	"github.com/gluebox/gluebox/appliance/gitops/apply"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
@@ -40,6 +43,24 @@ func (s *Server) newGitOps(restCfg *rest.Config, p *platform) (*engine.Engine, s
 	}
 	p.gitops = eng
 	return eng, supervise.Func{N: "gitops", R: eng.Run, Ready: chanReady(eng.Ready())}, nil
+}
+
+// newFrontDoor builds the front door: Ingress routing on --http-addr/--https-addr, with the
+// Git webhook receiver mounted on every host.
+func (s *Server) newFrontDoor(cs kubernetes.Interface, eng *engine.Engine, p *platform) (*frontdoor.FrontDoor, error) {
+	fd, err := frontdoor.New(frontdoor.Config{
+		HTTPAddr:  s.cfg.HTTPAddr,
+		HTTPSAddr: s.cfg.HTTPSAddr,
+		Client:    cs,
+		CertDir:   s.layout.FrontDoorDir(),
+		Handlers:  map[string]http.Handler{engine.WebhookPath: eng.Webhook()},
+		Logger:    s.log.With("component", "frontdoor"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.frontdoor = fd
+	return fd, nil
 }
 
 // setGitOpsBindings replaces the bindings the engine declared for one namespace and hands the

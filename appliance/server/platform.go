@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/frontdoor"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/secrets"
@@ -27,11 +28,12 @@ import (
 // platform holds the components above the node that serve the API: the registry, the secret
 // store and its Kubernetes syncer, and the declared secret bindings.
 type platform struct {
-	reg      *registry.Registry
-	sec      *secrets.Service
-	syncer   *kubesync.Syncer
-	bindings *bindingFile
-	gitops   *engine.Engine
+	reg       *registry.Registry
+	sec       *secrets.Service
+	syncer    *kubesync.Syncer
+	bindings  *bindingFile
+	gitops    *engine.Engine
+	frontdoor *frontdoor.FrontDoor
 
 	gitopsMu       sync.Mutex
 	gitopsBindings map[string][]kubesync.Binding // namespace → bindings from externalSecret values
@@ -124,6 +126,11 @@ func (p *platform) register(mux *http.ServeMux) {
 	p.sec.Register(mux)
 	if p.gitops != nil {
 		p.gitops.Register(mux)
+	}
+	if p.frontdoor != nil {
+		mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
+			api.WriteJSON(w, http.StatusOK, map[string]any{"routes": p.frontdoor.Routes(), "ca_file": p.frontdoor.CAFile()})
+		})
 	}
 	mux.Handle("GET /v1/metrics/registry", p.reg.MetricsHandler())
 	mux.HandleFunc("GET /v1/secret-bindings", func(w http.ResponseWriter, r *http.Request) {

@@ -268,7 +268,11 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return nil, err
 	}
-	_, gitopsComp, err := s.newGitOps(restCfg, plat)
+	eng, gitopsComp, err := s.newGitOps(restCfg, plat)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := s.newFrontDoor(cs, eng, plat)
 	if err != nil {
 		return nil, err
 	}
@@ -307,6 +311,7 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		clusterDNS,
 		&localpath.Provisioner{Dir: l.StorageDir(), NodeName: netw.NodeName, Client: cs, Log: s.log.With("component", "local-path")},
 		plat.syncerComponent(),
+		fd,
 		gitopsComp,
 	), nil
 }
