@@ -1,5 +1,6 @@
 # The Makefile is the contract: make (build), make test, make bench, make package, make clean.
-# Every bundled program's version is pinned in embed/tools/go.mod; Kubernetes' in go.mod.
+# Every bundled program's version is pinned in embed/tools/go.mod (node helpers) or embed/obs/go.mod
+# (VictoriaMetrics, VictoriaLogs); Kubernetes' in go.mod.
 
 SHELL := /bin/bash
 GO ?= go
@@ -15,8 +16,9 @@ LDFLAGS += $(foreach p,$(KVER_PKGS),-X $(p).gitVersion=$(K8S_VERSION) -X $(p).gi
 TOOLS_DIR := embed/tools
 BUILD_DIR := embed/.build
 BUNDLE := embed/bundle/bundle.tar.zst
-TOOL_SRCS := $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(wildcard $(TOOLS_DIR)/*/*.go) $(wildcard embed/mkbundle/*.go) $(wildcard appliance/ociimage/*.go)
-tool_version = $(shell awk '$$1=="$(1)"{print $$2; exit}' $(TOOLS_DIR)/go.mod)
+OBS_DIR := embed/obs
+TOOL_SRCS := $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(OBS_DIR)/go.mod $(OBS_DIR)/go.sum $(wildcard $(TOOLS_DIR)/*/*.go) $(wildcard embed/mkbundle/*.go) $(wildcard appliance/ociimage/*.go)
+tool_version = $(shell awk '$$1=="$(1)"{print $$2; exit}' $(or $(2),$(TOOLS_DIR))/go.mod)
 
 .PHONY: all build bundle deps test test-unit test-e2e bench package clean
 
@@ -46,7 +48,15 @@ $(BUNDLE): $(TOOL_SRCS)
 		github.com/containernetworking/plugins/plugins/ipam/host-local \
 		github.com/containernetworking/plugins/plugins/meta/portmap \
 		./coredns ./pause
-	$(GO) run ./embed/mkbundle -in $(BUILD_DIR)/bin -out embed/bundle
+	cd $(OBS_DIR) && CGO_ENABLED=0 $(GO) build -o ../.build/bin/ \
+		-ldflags '-s -w -X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-metrics-$(call tool_version,github.com/VictoriaMetrics/VictoriaMetrics,$(OBS_DIR))' \
+		github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics \
+		github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert
+	cd $(OBS_DIR) && CGO_ENABLED=0 $(GO) build -o ../.build/bin/ \
+		-ldflags '-s -w -X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-logs-$(call tool_version,github.com/VictoriaMetrics/VictoriaLogs,$(OBS_DIR))' \
+		github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs \
+		github.com/VictoriaMetrics/VictoriaLogs/app/vlagent
+	$(GO) run ./embed/mkbundle -in $(BUILD_DIR)/bin -out embed/bundle -gomod $(TOOLS_DIR)/go.mod -gomod $(OBS_DIR)/go.mod
 
 GO_SRCS := $(shell find cmd appliance assets embed -name '*.go' -not -path 'embed/tools/*' 2>/dev/null) go.mod go.sum
 PAYLOAD := embed/launcher/payload/gluebox.tar.zst
@@ -70,7 +80,7 @@ test: build
 test-unit: bundle
 	$(GO) test -count=1 -short ./...
 
-# bench prints the performance figures; BENCH_ARGS="-only registry" (or node, secrets) runs one group.
+# bench prints the performance figures; BENCH_ARGS="-only registry" (or node, gitops, secrets) runs one group.
 bench: build
 	$(GO) run ./bench -gluebox bin/gluebox $(BENCH_ARGS)
 
