@@ -115,6 +115,8 @@ func NewRoot() *cobra.Command {
 		newAppCmd(g),
 		newRepoCmd(g),
 		newRoutesCmd(g),
+		newMetricsCmd(g),
+		newLogsCmd(g),
 	)
 	for _, c := range extraCommands(g) {
 		root.AddCommand(c)

@@ -67,6 +67,16 @@ type Server struct {
 	SchedulerArgs         []string
 	KubeletArgs           []string
 	KubeProxyArgs         []string
+	// Observability runs the metrics and logs stores and the log collector (default true).
+	Observability bool
+	// MetricsRetention and LogsRetention are how long samples and log lines are kept
+	// (default 720h = 30 days each).
+	MetricsRetention time.Duration
+	LogsRetention    time.Duration
+	// MetricsDiskBudget and LogsDiskBudget bound the bytes each store may use; 0 means no
+	// budget beyond keeping 512 MiB of the disk free (default 0).
+	MetricsDiskBudget int64
+	LogsDiskBudget    int64
 	// ShutdownTimeout bounds a clean stop of all components (default 60s).
 	ShutdownTimeout time.Duration
 }
@@ -100,6 +110,11 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&s.SchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	fs.BoolVar(&s.Observability, "observability", true, "run the metrics and logs stores and the container log collector")
+	fs.DurationVar(&s.MetricsRetention, "metrics-retention", 30*24*time.Hour, "how long metrics are kept (at least 24h)")
+	fs.DurationVar(&s.LogsRetention, "logs-retention", 30*24*time.Hour, "how long log lines are kept (at least 24h)")
+	fs.Int64Var(&s.MetricsDiskBudget, "metrics-disk-budget", 0, "bytes the metrics store may use (0: no budget beyond 512 MiB kept free)")
+	fs.Int64Var(&s.LogsDiskBudget, "logs-disk-budget", 0, "bytes the logs store may use; the oldest days are dropped first (0: no budget)")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "bound on a clean stop of all components")
 }
 
@@ -206,6 +221,14 @@ func (s *Server) Validate() error {
 	}
 	if s.ConfigRepo == "" && (s.ConfigRepoBranch != "" || s.ConfigRepoCredentials != "") {
 		errs = append(errs, fmt.Errorf("--config-repo-branch and --config-repo-credentials need --config-repo"))
+	}
+	for name, d := range map[string]time.Duration{"--metrics-retention": s.MetricsRetention, "--logs-retention": s.LogsRetention} {
+		if d < 24*time.Hour {
+			errs = append(errs, fmt.Errorf("%s %s is shorter than 24h", name, d))
+		}
+	}
+	if s.MetricsDiskBudget < 0 || s.LogsDiskBudget < 0 {
+		errs = append(errs, fmt.Errorf("--metrics-disk-budget and --logs-disk-budget must not be negative"))
 	}
 	if s.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive"))

@@ -9,12 +9,23 @@
 // configuration is process-global (caddy.Load replaces the one config of the process), which
 // conflicts with our no-global-state rule and with running several nodes in one test process.
 //
+// Requests go straight to a pod, as with ingress-nginx: the front door reads the backend
+// Service's EndpointSlices (discovery.k8s.io/v1) and picks, per request and round-robin, one
+// endpoint that is ready and not terminating; when none is, one that is still serving while it
+// terminates, so the last pod of a rollout answers until it is gone; when there is none at all,
+// the answer is 503 with Retry-After: 1. It does not dial the ClusterIP: conntrack pins each
+// kept-alive connection to the pod its first packet reached, so load would not spread and a
+// rollout's old pod would keep getting requests until it died. A GET, HEAD or OPTIONS request
+// without a body whose pod cannot be connected to (it has just died and the EndpointSlice does
+// not say so yet) is sent once more to another endpoint. Headless Services are served too, since
+// only their endpoints matter; ExternalName Services are not.
+//
 // Lifecycle: New validates the Config and loads or creates the ingress CA; nothing watches or
-// listens yet. Run starts the Ingress (and Service and TLS Secret) informers, waits for their
-// caches, builds the routing table, opens the listeners, closes Ready, and serves until its
-// context ends; then it shuts the servers down within 5 s and returns nil. The table is rebuilt
-// on every Ingress change and swapped atomically, so requests never see half a table. Run may be
-// called once.
+// listens yet. Run starts the Ingress (and Service, EndpointSlice and TLS Secret) informers,
+// waits for their caches, builds the routing table, opens the listeners, closes Ready, and
+// serves until its context ends; then it shuts the servers down within 5 s and returns nil. The
+// table is rebuilt on every Ingress change and swapped atomically, so requests never see half a
+// table. Run may be called once.
 //
 // Who may import it: the server wiring, and the status/API code that reports Routes and CAFile.
 package frontdoor
@@ -37,6 +48,7 @@ import (
 	"syscall"
 	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -70,10 +82,20 @@ const (
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
 	shutdownTimeout   = 5 * time.Second
-	dialTimeout       = 5 * time.Second
 )
 
-// ResolveFunc returns the host:port that reaches port of Service namespace/service.
+// Backend connection limits. Connections go to pod IPs, so each pod has its own idle pool. An
+// idle connection to a pod that left its Service is never picked again; the short idle timeout
+// closes it soon instead of keeping a file descriptor (and the pod's) for minutes.
+const (
+	dialTimeout         = 5 * time.Second
+	maxIdleConns        = 256
+	maxIdleConnsPerHost = 16
+	idleConnTimeout     = 30 * time.Second
+)
+
+// ResolveFunc returns the host:port that reaches port of Service namespace/service. It is called
+// for every request, and once more when a retry is allowed, so it may balance.
 type ResolveFunc func(ctx context.Context, namespace, service string, port networkingv1.ServiceBackendPort) (hostport string, err error)
 
 // Config configures the front door.
@@ -84,8 +106,10 @@ type Config struct {
 	// HTTPSAddr is the HTTPS listener (host:port). Empty disables it and TLS altogether; the CLI
 	// passes DefaultHTTPSAddr (:443).
 	HTTPSAddr string
-	// Client reaches the Kubernetes API; it needs list and watch on Ingresses, Services (when
-	// Resolve is nil) and Secrets of type kubernetes.io/tls (when HTTPSAddr is set). Required.
+	// Client reaches the Kubernetes API; it needs list and watch on Ingresses, on Services and
+	// discovery.k8s.io EndpointSlices (when Resolve is nil), and on Secrets of type
+	// kubernetes.io/tls (when HTTPSAddr is set). Without one of them Run waits for that cache
+	// until its context ends. Required.
 	Client kubernetes.Interface
 	// CertDir holds the ingress CA (ingress-ca.crt/.key) and, under ingress-certs/, the
 	// certificates it issued. Required, as an absolute path, when HTTPSAddr is set.
@@ -99,8 +123,10 @@ type Config struct {
 	Logger *slog.Logger
 	// ResyncPeriod is the informers' resync period. Zero means DefaultResyncPeriod (10m).
 	ResyncPeriod time.Duration
-	// Resolve maps a Service backend to the address to dial. Nil means the Service's ClusterIP
-	// and port from an informer, which the node's kube-proxy makes reachable from the host.
+	// Resolve maps a Service backend to the address to dial; its errors are answered with 502.
+	// Nil means a pod endpoint from the Service's EndpointSlices (see the package doc): pod IPs
+	// are routable from the host. Non-nil is for tests and embedders without a pod network; a
+	// retry after a refused connection then happens only if Resolve returns another address.
 	Resolve ResolveFunc
 }
 
@@ -162,7 +188,6 @@ type mount struct {
 type FrontDoor struct {
 	cfg     Config
 	log     *slog.Logger
-	resolve ResolveFunc
 	mounts  []mount // longest prefix first
 	handler http.Handler
 	proxy   *httputil.ReverseProxy
@@ -170,8 +195,8 @@ type FrontDoor struct {
 
 	factories []informers.SharedInformerFactory
 	ingresses networkinglisters.IngressLister
-	services  corelisters.ServiceLister // nil when Config.Resolve is set
-	secrets   corelisters.SecretLister  // nil when HTTPS is off
+	endpoints *endpointPicker          // nil when Config.Resolve is set
+	secrets   corelisters.SecretLister // nil when HTTPS is off
 	synced    []cache.InformerSynced
 
 	table atomic.Pointer[table]
@@ -230,12 +255,19 @@ func New(cfg Config) (*FrontDoor, error) {
 	}
 	f.ingresses = ingInf.Lister()
 	f.synced = append(f.synced, ingInf.Informer().HasSynced)
-	f.resolve = cfg.Resolve
-	if f.resolve == nil {
+	if cfg.Resolve == nil {
 		svcInf := factory.Core().V1().Services()
-		f.services = svcInf.Lister()
-		f.synced = append(f.synced, svcInf.Informer().HasSynced)
-		f.resolve = f.resolveClusterIP
+		// Only slices that belong to a Service are watched; the index finds a Service's slices
+		// without scanning its namespace.
+		ef := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.ResyncPeriod,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName }))
+		f.factories = append(f.factories, ef)
+		sliceInf := ef.Discovery().V1().EndpointSlices().Informer()
+		if err := sliceInf.AddIndexers(cache.Indexers{serviceIndex: indexByService}); err != nil {
+			return nil, fmt.Errorf("frontdoor: cannot index EndpointSlices by Service: %w", err)
+		}
+		f.endpoints = &endpointPicker{services: svcInf.Lister(), slices: sliceInf.GetIndexer()}
+		f.synced = append(f.synced, svcInf.Informer().HasSynced, sliceInf.HasSynced)
 	}
 
 	if cfg.HTTPSAddr != "" {
@@ -256,15 +288,15 @@ func New(cfg Config) (*FrontDoor, error) {
 	f.tr = &http.Transport{
 		Proxy:                 nil, // never send cluster traffic through $HTTP_PROXY
 		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   32,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          maxIdleConns,
+		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
+		IdleConnTimeout:       idleConnTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
 	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:       rewrite,
-		Transport:     f.tr,
+		Transport:     roundTripFunc(f.roundTrip),
 		FlushInterval: -1, // stream responses (SSE, long polls) as they come
 		ErrorLog:      slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 		ErrorHandler:  f.proxyError,
@@ -398,7 +430,7 @@ func (f *FrontDoor) Run(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return errors.New("frontdoor: cannot sync the Ingress, Service and Secret caches")
+		return errors.New("frontdoor: cannot sync the Ingress, Service, EndpointSlice and Secret caches")
 	}
 	f.rebuild()
 	bg.Go(func() {

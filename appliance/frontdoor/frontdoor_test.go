@@ -161,9 +161,25 @@ func do(t *testing.T, c *http.Client, base, host, path string, hdr ...string) re
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
+	return exchange(t, c, req)
+}
+
+// send makes a request with any method and body to the handler.
+func (h *harness) send(method, host, path, body string) reply {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Host = host
+	return exchange(h.t, h.srv.Client(), req)
+}
+
+func exchange(t *testing.T, c *http.Client, req *http.Request) reply {
+	t.Helper()
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s%s: %v", host, path, err)
+		t.Fatalf("%s %s%s: %v", req.Method, req.Host, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -12,14 +12,13 @@ import (
 	"strings"
 	"syscall"
 
-	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 type targetKey struct{}
 
 // target is what serveHTTP decided for a request, handed to the ReverseProxy via the context.
+// roundTrip changes hostport when it retries elsewhere.
 type target struct {
 	hostport string
 	b        *backend
@@ -57,14 +56,74 @@ func (f *FrontDoor) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("gluebox: Ingress %s/%s routes this request to resource %s; the gluebox front door serves only Service backends", b.namespace, b.ingress, b.resource), http.StatusBadGateway)
 		return
 	}
-	hostport, err := f.resolve(r.Context(), b.namespace, b.service, b.port)
+	hostport, err := f.resolve(r.Context(), b, "")
 	if err != nil {
 		f.log.Debug("cannot resolve backend", "ingress", b.namespace+"/"+b.ingress, "service", b.namespace+"/"+b.service, "port", b.portString(), "err", err)
+		if none := (*noEndpointsError)(nil); errors.As(err, &none) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "gluebox: "+none.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		http.Error(w, fmt.Sprintf("gluebox: cannot route to Service %s/%s port %s: %v", b.namespace, b.service, b.portString(), err), http.StatusBadGateway)
 		return
 	}
 	ctx := context.WithValue(r.Context(), targetKey{}, &target{hostport: hostport, b: b})
 	f.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// resolve returns the address for a request to b, other than avoid when possible.
+func (f *FrontDoor) resolve(ctx context.Context, b *backend, avoid string) (string, error) {
+	if f.endpoints == nil {
+		return f.cfg.Resolve(ctx, b.namespace, b.service, b.port)
+	}
+	return f.endpoints.pick(b, avoid)
+}
+
+// roundTripFunc lets a method serve as the ReverseProxy's Transport.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (fn roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return fn(r) }
+
+// roundTrip sends a request to the endpoint serveHTTP picked. When the dial fails (the pod has
+// just died or is not listening yet, and its EndpointSlice does not say so yet) and the request
+// is a GET, HEAD or OPTIONS without a body, it is sent once more to another endpoint. Only those
+// are retried: the transport has closed a body by then, and should a failure that looks like a
+// dial ever not be one, an idempotent request is the only kind that may safely run twice.
+// Failures on a reused keep-alive connection are retried by http.Transport itself.
+func (f *FrontDoor) roundTrip(out *http.Request) (*http.Response, error) {
+	resp, err := f.tr.RoundTrip(out)
+	if err == nil || !retryable(out, err) {
+		return resp, err
+	}
+	t, _ := out.Context().Value(targetKey{}).(*target)
+	if t == nil {
+		return resp, err
+	}
+	next, rerr := f.resolve(out.Context(), t.b, t.hostport)
+	if rerr != nil || next == t.hostport {
+		return resp, err // no other endpoint: proxyError reports the first failure
+	}
+	b := t.b
+	f.log.Debug("backend endpoint failed; retrying on another", "service", b.namespace+"/"+b.service, "port", b.portString(), "addr", t.hostport, "next", next, "err", err)
+	t.hostport = next
+	retry := out.Clone(out.Context())
+	retry.URL.Host = next
+	return f.tr.RoundTrip(retry)
+}
+
+// retryable says whether a failed request can be sent again to another endpoint: it failed
+// while dialling, it is idempotent and has no body, and its client still waits.
+func retryable(r *http.Request, err error) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		return false
+	}
+	if r.Body != nil && r.Body != http.NoBody || r.Context().Err() != nil {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // rewrite points the outbound request at the resolved backend. The original Host is kept, as
@@ -131,36 +190,6 @@ func urlHost(host string, port int) string {
 		return host
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
-}
-
-// resolveClusterIP is the default ResolveFunc: the Service's ClusterIP and the Service port
-// chosen by number or name. kube-proxy on the node makes ClusterIPs reachable from the host.
-// ExternalName Services are refused: the front door runs on the host, and an ExternalName such as
-// localhost would expose host-only services (console, registry) to the network.
-func (f *FrontDoor) resolveClusterIP(_ context.Context, namespace, name string, port networkingv1.ServiceBackendPort) (string, error) {
-	svc, err := f.services.Services(namespace).Get(name)
-	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("service %s/%s does not exist", namespace, name)
-	}
-	if err != nil {
-		return "", fmt.Errorf("cannot read service %s/%s: %w", namespace, name, err)
-	}
-	if svc.Spec.Type == corev1.ServiceTypeExternalName {
-		return "", fmt.Errorf("service %s/%s is of type ExternalName, which the front door does not serve", namespace, name)
-	}
-	ip := svc.Spec.ClusterIP
-	if ip == "" || ip == corev1.ClusterIPNone {
-		return "", fmt.Errorf("service %s/%s has no cluster IP (headless Services are not supported)", namespace, name)
-	}
-	for _, p := range svc.Spec.Ports {
-		if (port.Name != "" && p.Name == port.Name) || (port.Name == "" && p.Port == port.Number) {
-			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
-				return "", fmt.Errorf("service %s/%s port %s is %s, not TCP", namespace, name, portString(port), p.Protocol)
-			}
-			return net.JoinHostPort(ip, strconv.Itoa(int(p.Port))), nil
-		}
-	}
-	return "", fmt.Errorf("service %s/%s has no port %s", namespace, name, portString(port))
 }
 
 func portString(p networkingv1.ServiceBackendPort) string {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -98,6 +99,9 @@ type backend struct {
 	port      networkingv1.ServiceBackendPort
 	resource  string // "Kind/name" of a resource backend; service is empty then
 	redirect  bool   // gluebox.dev/force-ssl-redirect
+	// next is the default resolver's round-robin position. It starts over when the table is
+	// rebuilt, which is harmless.
+	next atomic.Uint64
 }
 
 func (b *backend) portString() string {

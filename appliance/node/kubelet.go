@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	cadvisorcontainerd "github.com/google/cadvisor/lib/container/containerd"
 	"log/slog"
 	"net"
 	"os"
@@ -154,6 +155,12 @@ func (k *Kubelet) DefaultArgs() map[string]string {
 // Run implements supervise.Component. It mirrors the upstream kubelet command without its
 // process-wide signal handling.
 func (k *Kubelet) Run(ctx context.Context) error {
+	// cAdvisor (inside the kubelet) learns container names from containerd through a
+	// package-level flag of its own, not the kubelet's configuration; without it, per-container
+	// metrics (container_cpu_usage_seconds_total{container=...}) are missing. The upstream
+	// kubelet command sets it from --containerd; we run one kubelet per process, so setting the
+	// variable is safe.
+	*cadvisorcontainerd.ArgContainerdEndpoint = k.cfg.Layout.ContainerdSocket()
 	fs := pflag.NewFlagSet("kubelet", pflag.ContinueOnError)
 	fs.SetNormalizeFunc(cliflag.WordSepNormalizeFunc)
 	flags := kubeletoptions.NewKubeletFlags()

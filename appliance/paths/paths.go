@@ -95,6 +95,12 @@ func (l Layout) BackupsDir() string { return l.Join("backups") }
 // FrontDoorDir holds the front door's ingress CA and the certificates it issued.
 func (l Layout) FrontDoorDir() string { return l.Join("pki", "ingress") }
 
+// MetricsDir holds VictoriaMetrics' samples and scrape configuration.
+func (l Layout) MetricsDir() string { return l.Join("metrics") }
+
+// LogsDir holds VictoriaLogs' data.
+func (l Layout) LogsDir() string { return l.Join("logs-store") }
+
 // GitOpsDir holds the GitOps engine's state file and its Git cache.
 func (l Layout) GitOpsDir() string { return l.Join("gitops") }
 

@@ -34,6 +34,7 @@ type platform struct {
 	bindings  *bindingFile
 	gitops    *engine.Engine
 	frontdoor *frontdoor.FrontDoor
+	observe   *observe
 
 	gitopsMu       sync.Mutex
 	gitopsBindings map[string][]kubesync.Binding // namespace → bindings from externalSecret values
@@ -126,6 +127,9 @@ func (p *platform) register(mux *http.ServeMux) {
 	p.sec.Register(mux)
 	if p.gitops != nil {
 		p.gitops.Register(mux)
+	}
+	if p.observe != nil {
+		p.observe.register(mux)
 	}
 	if p.frontdoor != nil {
 		mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {

@@ -276,6 +276,12 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return nil, err
 	}
+	var obsFirst, obsLast []supervise.Component
+	if s.cfg.Observability {
+		if _, obsFirst, obsLast, err = s.newObserve(bdl, netw, certs, cs, plat); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	s.children = append(s.children, ctrd, clusterDNS)
 	s.plat = plat
@@ -303,7 +309,8 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		&kube.Scheduler{Certs: certs, ExtraArgs: schedArgs, Log: s.log},
 	}
 	comps = append(comps, platComps...)
-	return append(comps,
+	comps = append(comps, obsFirst...)
+	comps = append(comps,
 		ctrd,
 		kubelet,
 		proxy,
@@ -313,7 +320,8 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		plat.syncerComponent(),
 		fd,
 		gitopsComp,
-	), nil
+	)
+	return append(comps, obsLast...), nil
 }
 
 func (s *Server) network() (kube.ClusterNetwork, error) {

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"github.com/spf13/pflag"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -222,12 +222,14 @@ func TestPrepareDataDir(t *testing.T) {
 // validConfig returns the flag defaults of `gluebox server` with the data dir in a temp dir.
 func validConfig(t *testing.T) config.Server {
 	t.Helper()
-	return config.Server{
-		DataDir: t.TempDir(), Domain: "gluebox.local", HTTPAddr: ":80", HTTPSAddr: ":443",
-		RegistryAddr: "127.0.0.1:5000", ConsoleAddr: "127.0.0.1:8443", APIPort: 6443,
-		PollInterval: 15 * time.Second, ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16",
-		ShutdownTimeout: time.Minute,
+	var cfg config.Server
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	cfg.BindFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
 	}
+	cfg.DataDir = t.TempDir()
+	return cfg
 }
 
 func TestNewValidates(t *testing.T) {

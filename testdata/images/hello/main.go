@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,24 @@ func main() {
 		}
 		w.Write(b)
 	})
+	// /log writes its msg to stdout (for the log collector); /metrics exports a counter of
+	// requests in the Prometheus text format (for the metrics scraper); /crash exits with 1.
+	var requests atomic.Int64
+	http.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		fmt.Println(r.URL.Query().Get("msg"))
+		fmt.Fprintln(w, "ok")
+	})
+	http.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# HELP hello_requests_total Requests to /log.\n# TYPE hello_requests_total counter\nhello_requests_total %d\n", requests.Load())
+	})
+	if msg := os.Getenv("HELLO_START_LOG"); msg != "" {
+		fmt.Println(msg)
+	}
+	if os.Getenv("HELLO_CRASH") != "" {
+		log.Fatal("HELLO_CRASH is set: exiting")
+	}
 	log.Printf("listening on %s", *addr)
 	log.Fatal(http.ListenAndServe(*addr, nil))
 }

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestObservability deploys a workload that logs a unique line and exports a counter, and
+// finds the line with `gluebox logs`, and the counter and the container's CPU with
+// `gluebox metrics query`, through the bundled collector and stores.
+func TestObservability(t *testing.T) {
+	n := newNode(t)
+	n.Start()
+	n.pushImage("testdata/images/hello", "127.0.0.1:5000/e2e/hello:1")
+	marker := fmt.Sprintf("e2e-marker-%d", time.Now().UnixNano())
+	n.MustKubectl("create", "namespace", "obs")
+	n.Apply(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: obs}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata:
+      labels: {app: app}
+      annotations: {prometheus.io/scrape: "true", prometheus.io/port: "8080"}
+    spec:
+      containers:
+        - name: app
+          image: registry.gluebox.local/e2e/hello:1
+          env: [{name: HELLO_START_LOG, value: "` + marker + `"}]
+          readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+`)
+	n.MustKubectl("-n", "obs", "rollout", "status", "deploy/app", "--timeout=180s")
+	ip := n.MustKubectl("-n", "obs", "get", "pods", "-l", "app=app", "-o", "jsonpath={.items[0].status.podIP}")
+	for i := 0; i < 3; i++ {
+		if out, err := n.Curl("http://" + ip + ":8080/log?msg=request-" + marker); err != nil {
+			t.Fatalf("request: %v: %s", err, out)
+		}
+	}
+
+	n.Eventually("the start line found by gluebox logs", 90*time.Second, func() error {
+		out, err := n.Gluebox("logs", "--grep", marker, "--since", "10m")
+		if err != nil || !strings.Contains(out, "obs/app-") || !strings.Contains(out, marker) {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	n.Eventually("the app's counter scraped", 90*time.Second, func() error {
+		out, err := n.Gluebox("metrics", "query", `hello_requests_total{namespace="obs"}`)
+		if err != nil || !strings.Contains(out, "hello_requests_total{") || !strings.Contains(out, " 3 @") {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	n.Eventually("the container's CPU from cAdvisor", 90*time.Second, func() error {
+		out, err := n.Gluebox("metrics", "query", `container_cpu_usage_seconds_total{namespace="obs", container="app"}`)
+		if err != nil || !strings.Contains(out, `pod="app-`) {
+			up, _ := n.Gluebox("metrics", "query", `up`)
+			some, _ := n.Gluebox("metrics", "query", `topk(3, container_cpu_usage_seconds_total)`)
+			return fmt.Errorf("%v: %q\nup: %s\nsome cadvisor series: %s", err, out, up, some)
+		}
+		return nil
+	})
+	n.Eventually("kube-state metrics with the namespace's app labels", 90*time.Second, func() error {
+		out, err := n.Gluebox("metrics", "query", `kube_deployment_status_replicas_available{namespace="obs", deployment="app"}`)
+		if err != nil || !strings.Contains(out, " 1 @") {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	if out, err := n.Gluebox("metrics", "query", "rate(("); err == nil || !strings.Contains(out, "invalid") {
+		t.Fatalf("a bad expression was not refused clearly: %v: %s", err, out)
+	}
+}

@@ -1,0 +1,385 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/bundle"
+	"github.com/gluebox/gluebox/appliance/gitops/render"
+	"github.com/gluebox/gluebox/appliance/gitops/state"
+	"github.com/gluebox/gluebox/appliance/kube"
+	"github.com/gluebox/gluebox/appliance/kubestate"
+	"github.com/gluebox/gluebox/appliance/logs"
+	"github.com/gluebox/gluebox/appliance/metrics"
+	"github.com/gluebox/gluebox/appliance/supervise"
+)
+
+// observe is the observability stack: VictoriaLogs (store), VictoriaMetrics (store and
+// scraper), vlagent (container log collector) and gluebox's own metrics endpoint.
+type observe struct {
+	metrics   *metrics.Metrics
+	logs      *logs.Logs
+	collector *logs.Collector
+	selfL     net.Listener
+	registry  *prometheus.Registry
+}
+
+// newObserve prepares the stack; nothing runs until the returned components start. The logs
+// and metrics stores come first (they need nothing), the collector last (it needs the API).
+func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Certs, cs kubernetes.Interface, p *platform) (*observe, []supervise.Component, []supervise.Component, error) {
+	l := s.layout
+	// gluebox's own metrics listen on a loopback port picked now, so the scrape config can name it.
+	selfL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cannot open gluebox's metrics listener: %w", err)
+	}
+	o := &observe{selfL: selfL, registry: prometheus.NewRegistry()}
+	fail := func(err error) (*observe, []supervise.Component, []supervise.Component, error) {
+		selfL.Close()
+		return nil, nil, nil, err
+	}
+	o.logs, err = logs.New(logs.Config{
+		Binary: bdl.Bin("victoria-logs"), Dir: l.LogsDir(), LogFile: filepath.Join(l.LogDir(), "victoria-logs.log"),
+		Retention: s.cfg.LogsRetention, DiskBudget: s.cfg.LogsDiskBudget,
+	}, s.log.With("component", "victoria-logs"))
+	if err != nil {
+		return fail(err)
+	}
+	o.metrics, err = metrics.New(metrics.Config{
+		Binary: bdl.Bin("victoria-metrics"), Dir: l.MetricsDir(), LogFile: filepath.Join(l.LogDir(), "victoria-metrics.log"),
+		Retention: s.cfg.MetricsRetention, DiskBudget: s.cfg.MetricsDiskBudget,
+		Targets: metrics.Targets{
+			Kubelet:    net.JoinHostPort(netw.NodeIP.String(), "10250"),
+			NodeName:   netw.NodeName,
+			APIServer:  net.JoinHostPort("127.0.0.1", fmt.Sprint(netw.APIPort)),
+			CAFile:     certs.CA.CertFile,
+			CertFile:   certs.APIServerKubelet.CertFile,
+			KeyFile:    certs.APIServerKubelet.KeyFile,
+			Gluebox:    "http://" + selfL.Addr().String() + "/metrics",
+			Kubeconfig: certs.SupervisorKubecfg,
+			Extra: []metrics.Target{
+				{Job: "victoria-logs", URL: o.logs.URL() + "/metrics"},
+			},
+		},
+	}, s.log.With("component", "victoria-metrics"))
+	if err != nil {
+		return fail(err)
+	}
+	o.collector, err = logs.NewCollector(logs.CollectorConfig{
+		Binary: bdl.Bin("vlagent"), Dir: l.Join("logs-collector"), LogFile: filepath.Join(l.LogDir(), "vlagent.log"),
+		Kubeconfig: certs.SupervisorKubecfg, StoreURL: o.logs.InsertURL(),
+	}, s.log.With("component", "vlagent"))
+	if err != nil {
+		return fail(err)
+	}
+
+	ks, err := kubestate.New(kubestate.Config{Client: cs}, s.log.With("component", "kubestate"))
+	if err != nil {
+		return fail(err)
+	}
+	o.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ks.Collector())
+	o.registry.MustRegister(&glueboxCollector{s: s, p: p, dataDir: l.Root(), certFiles: map[string]string{
+		"cluster-ca": certs.CA.CertFile, "apiserver": certs.APIServer.CertFile, "kubelet-serving": certs.KubeletServing.CertFile,
+	}})
+	self := supervise.Func{N: "gluebox-metrics", R: func(ctx context.Context) error {
+		srv := &http.Server{Handler: promhttp.HandlerFor(o.registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		if err := srv.Serve(selfL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}}
+	s.mu.Lock()
+	s.children = append(s.children, o.logs, o.metrics, o.collector)
+	s.mu.Unlock()
+	p.observe = o
+	kubeState := supervise.Func{N: "kube-state-metrics", R: ks.Run, Ready: chanReady(ks.Ready())}
+	return o, []supervise.Component{self, o.logs, o.metrics}, []supervise.Component{kubeState, o.collector}, nil
+}
+
+// glueboxCollector exports gluebox's own state at scrape time: disk use of the data dir,
+// GitOps environments, registry size, backups and certificate expiry. The default alert rules
+// are written against these names.
+type glueboxCollector struct {
+	s         *Server
+	p         *platform
+	dataDir   string
+	certFiles map[string]string
+}
+
+var (
+	descDiskUsed   = prometheus.NewDesc("gluebox_disk_used_bytes", "Bytes used on the file system of the data dir.", []string{"mount"}, nil)
+	descDiskTotal  = prometheus.NewDesc("gluebox_disk_total_bytes", "Size of the file system of the data dir.", []string{"mount"}, nil)
+	descEnvError   = prometheus.NewDesc("gluebox_gitops_env_error", "1 when the last sync of an environment failed.", []string{"app", "env"}, nil)
+	descEnvHealthy = prometheus.NewDesc("gluebox_gitops_env_healthy", "1 when an environment is healthy.", []string{"app", "env"}, nil)
+	descEnvHeld    = prometheus.NewDesc("gluebox_gitops_env_held", "1 when an environment is held by a rollback.", []string{"app", "env"}, nil)
+	descEnvApplied = prometheus.NewDesc("gluebox_gitops_env_last_applied_timestamp_seconds", "When an environment was last applied (deploy annotations).", []string{"app", "env", "commit"}, nil)
+	descRepoError  = prometheus.NewDesc("gluebox_gitops_repo_error", "1 when the last check or sync of the deployment-configurations repository failed.", nil, nil)
+	descRegistry   = prometheus.NewDesc("gluebox_registry_disk_bytes", "Bytes the built-in registry stores.", nil, nil)
+	descBackup     = prometheus.NewDesc("gluebox_backup_last_verified_timestamp_seconds", "When the newest verified secret-store backup was made.", nil, nil)
+	descCertExpiry = prometheus.NewDesc("gluebox_cert_expiry_timestamp_seconds", "When a certificate gluebox issued expires.", []string{"name"}, nil)
+)
+
+func (c *glueboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDiskUsed, descDiskTotal, descEnvError, descEnvHealthy, descEnvHeld, descEnvApplied, descRepoError, descRegistry, descBackup, descCertExpiry} {
+		ch <- d
+	}
+}
+
+func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(c.dataDir, &st); err == nil {
+		total := float64(st.Blocks) * float64(st.Bsize)
+		ch <- prometheus.MustNewConstMetric(descDiskTotal, prometheus.GaugeValue, total, "data")
+		ch <- prometheus.MustNewConstMetric(descDiskUsed, prometheus.GaugeValue, total-float64(st.Bfree)*float64(st.Bsize), "data")
+	}
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	if eng := c.p.gitops; eng != nil {
+		if envs, err := eng.Envs(); err == nil {
+			for _, e := range envs {
+				ch <- prometheus.MustNewConstMetric(descEnvError, prometheus.GaugeValue, b(e.LastError != ""), e.App, e.Env)
+				ch <- prometheus.MustNewConstMetric(descEnvHealthy, prometheus.GaugeValue, b(e.Health == state.HealthHealthy), e.App, e.Env)
+				ch <- prometheus.MustNewConstMetric(descEnvHeld, prometheus.GaugeValue, b(e.Held), e.App, e.Env)
+				if !e.LastAppliedAt.IsZero() {
+					ch <- prometheus.MustNewConstMetric(descEnvApplied, prometheus.GaugeValue, float64(e.LastAppliedAt.Unix()), e.App, e.Env, e.Commit)
+				}
+			}
+		}
+		if v, err := eng.Repo(); err == nil && v.Config.URL != "" {
+			ch <- prometheus.MustNewConstMetric(descRepoError, prometheus.GaugeValue, b(v.Status.LastError != ""))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if rs, err := c.p.reg.Status(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(descRegistry, prometheus.GaugeValue, float64(rs.StorageBytes))
+	}
+	if ss := c.p.sec.Status(); !ss.NewestVerified.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descBackup, prometheus.GaugeValue, float64(ss.NewestVerified.Unix()))
+	}
+	for name, f := range c.certFiles {
+		if t, err := certExpiry(f); err == nil {
+			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(t.Unix()), name)
+		}
+	}
+}
+
+func certExpiry(file string) (time.Time, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return time.Time{}, err
+	}
+	blk, _ := pem.Decode(data)
+	if blk == nil {
+		return time.Time{}, fmt.Errorf("%s: no PEM block", file)
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return cert.NotAfter, nil
+}
+
+// LogLine is one line as the API returns it.
+type LogLine struct {
+	Time      time.Time `json:"time"`
+	Namespace string    `json:"namespace,omitempty"`
+	Pod       string    `json:"pod,omitempty"`
+	Container string    `json:"container,omitempty"`
+	Msg       string    `json:"msg"`
+}
+
+func toLogLine(l logs.Line) LogLine {
+	return LogLine{Time: l.Time, Msg: l.Msg, Namespace: l.Fields["kubernetes.pod_namespace"],
+		Pod: l.Fields["kubernetes.pod_name"], Container: l.Fields["kubernetes.container_name"]}
+}
+
+// logsQuery builds the LogsQL for the API's logs arguments: app and env select the
+// environment's namespace, grep is a phrase filter, query is extra LogsQL ANDed on.
+func logsQuery(q url.Values) (string, error) {
+	var parts []string
+	app, env := q.Get("app"), q.Get("env")
+	if (app == "") != (env == "") {
+		return "", api.Errorf(http.StatusBadRequest, "give both app and env (gluebox logs <app> <env>)")
+	}
+	if app != "" {
+		if err := render.ValidateNames(app, env); err != nil {
+			return "", api.Errorf(http.StatusBadRequest, "%v", err)
+		}
+		parts = append(parts, "kubernetes.pod_namespace:="+logsqlQuote(render.Namespace(app, env)))
+	}
+	if g := q.Get("grep"); g != "" {
+		parts = append(parts, logsqlQuote(g))
+	}
+	if extra := q.Get("query"); extra != "" {
+		parts = append(parts, "("+extra+")")
+	}
+	if len(parts) == 0 {
+		return "*", nil
+	}
+	return strings.Join(parts, " AND "), nil
+}
+
+func logsqlQuote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+func queryDuration(q url.Values, key string) (time.Duration, error) {
+	v := q.Get(key)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, api.Errorf(http.StatusBadRequest, "%s %q is not a duration such as 1h or 30m", key, v)
+	}
+	return d, nil
+}
+
+func queryTime(q url.Values, key string) (time.Time, error) {
+	v := q.Get(key)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Unix(0, int64(f*1e9)), nil
+	}
+	return time.Time{}, api.Errorf(http.StatusBadRequest, "%s %q is neither RFC 3339 nor Unix seconds", key, v)
+}
+
+func observeError(err error) error {
+	if errors.Is(err, metrics.ErrInvalid) || errors.Is(err, logs.ErrInvalid) {
+		return api.Errorf(http.StatusBadRequest, "%v", err)
+	}
+	return err
+}
+
+// register adds the metrics and logs routes.
+func (o *observe) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/metrics/query", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		at, err := queryTime(q, "time")
+		if err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		res, err := o.metrics.Client().Query(r.Context(), q.Get("query"), at)
+		if err != nil {
+			api.WriteError(w, observeError(err))
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET /v1/metrics/query_range", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		start, err1 := queryTime(q, "start")
+		end, err2 := queryTime(q, "end")
+		step, err3 := queryDuration(q, "step")
+		if err := errors.Join(err1, err2, err3); err != nil {
+			api.WriteError(w, api.Errorf(http.StatusBadRequest, "%v", err))
+			return
+		}
+		res, err := o.metrics.Client().QueryRange(r.Context(), q.Get("query"), start, end, step)
+		if err != nil {
+			api.WriteError(w, observeError(err))
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET /v1/logs", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		query, err := logsQuery(q)
+		if err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		since, err := queryDuration(q, "since")
+		if err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		limit := 0
+		if v := q.Get("limit"); v != "" {
+			if limit, err = strconv.Atoi(v); err != nil {
+				api.WriteError(w, api.Errorf(http.StatusBadRequest, "limit %q is not a number", v))
+				return
+			}
+		}
+		var start time.Time
+		if since > 0 {
+			start = time.Now().Add(-since)
+		}
+		lines, err := o.logs.Client().Query(r.Context(), query, limit, start, time.Time{})
+		if err != nil {
+			api.WriteError(w, observeError(err))
+			return
+		}
+		out := make([]LogLine, 0, len(lines))
+		for _, l := range lines {
+			out = append(out, toLogLine(l))
+		}
+		api.WriteJSON(w, http.StatusOK, out)
+	})
+	// Follow: one JSON line per log line until the client goes away.
+	mux.HandleFunc("GET /v1/logs/tail", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		query, err := logsQuery(q)
+		if err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		since, err := queryDuration(q, "since")
+		if err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		flusher, _ := w.(http.Flusher)
+		enc := json.NewEncoder(w)
+		err = o.logs.Client().Tail(r.Context(), query, since, func(l logs.Line) error {
+			if err := enc.Encode(toLogLine(l)); err != nil {
+				return err
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return nil
+		})
+		if err != nil && r.Context().Err() == nil {
+			_ = enc.Encode(map[string]string{"error": err.Error()})
+		}
+	})
+}
