@@ -56,6 +56,13 @@ $(BUNDLE): $(TOOL_SRCS)
 		-ldflags '-s -w -X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-logs-$(call tool_version,github.com/VictoriaMetrics/VictoriaLogs,$(OBS_DIR))' \
 		github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs \
 		github.com/VictoriaMetrics/VictoriaLogs/app/vlagent
+# Alertmanager's module lacks its generated web UI (ui/app/dist, needed by go:embed): build a copy
+# with a stub page, on the dependencies of its own go.sum. gluebox talks to its API only.
+	rm -rf $(BUILD_DIR)/alertmanager && cp -r "$$(cd $(OBS_DIR) && $(GO) mod download github.com/prometheus/alertmanager && $(GO) list -m -f '{{.Dir}}' github.com/prometheus/alertmanager)" $(BUILD_DIR)/alertmanager && chmod -R u+w $(BUILD_DIR)/alertmanager
+	cd $(BUILD_DIR)/alertmanager/ui/app && for d in elm mantine; do mkdir -p dist/$$d && echo '<!doctype html><title>Alertmanager</title><p>Not bundled: use gluebox alerts.' > dist/$$d/index.html; done
+	cd $(BUILD_DIR)/alertmanager && CGO_ENABLED=0 $(GO) build -o ../bin/ \
+		-ldflags '-s -w -X github.com/prometheus/common/version.Version=$(patsubst v%,%,$(call tool_version,github.com/prometheus/alertmanager,$(OBS_DIR)))' \
+		./cmd/alertmanager
 	$(GO) run ./embed/mkbundle -in $(BUILD_DIR)/bin -out embed/bundle -gomod $(TOOLS_DIR)/go.mod -gomod $(OBS_DIR)/go.mod
 
 GO_SRCS := $(shell find cmd appliance assets embed -name '*.go' -not -path 'embed/tools/*' 2>/dev/null) go.mod go.sum

@@ -117,6 +117,7 @@ func NewRoot() *cobra.Command {
 		newRoutesCmd(g),
 		newMetricsCmd(g),
 		newLogsCmd(g),
+		newAlertsCmd(g),
 	)
 	for _, c := range extraCommands(g) {
 		root.AddCommand(c)

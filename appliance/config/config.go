@@ -77,6 +77,27 @@ type Server struct {
 	// budget beyond keeping 512 MiB of the disk free (default 0).
 	MetricsDiskBudget int64
 	LogsDiskBudget    int64
+	// Alert notifications. AlertWebhookURL receives Alertmanager's JSON (receiver "webhook");
+	// AlertSlackURL a Slack-compatible incoming webhook (receiver "slack", channel
+	// AlertSlackChannel); AlertEmailTo/From through AlertSMTPHost (host:port) with username and
+	// password from the secret-store path AlertSMTPCredentials (receiver "email"). All default
+	// to none; alerts are then only listed by `gluebox alerts list`.
+	AlertWebhookURL      string
+	AlertSlackURL        string
+	AlertSlackChannel    string
+	AlertEmailTo         string
+	AlertEmailFrom       string
+	AlertSMTPHost        string
+	AlertSMTPCredentials string
+	// HeartbeatURL is called every HeartbeatInterval (default 1m) while alerting works (default
+	// none).
+	HeartbeatURL      string
+	HeartbeatInterval time.Duration
+	// AlertEvaluationInterval is how often rules are evaluated (default 30s); AlertGroupWait and
+	// AlertGroupInterval are Alertmanager's grouping delays (defaults 30s and 5m).
+	AlertEvaluationInterval time.Duration
+	AlertGroupWait          time.Duration
+	AlertGroupInterval      time.Duration
 	// ShutdownTimeout bounds a clean stop of all components (default 60s).
 	ShutdownTimeout time.Duration
 }
@@ -115,6 +136,18 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.LogsRetention, "logs-retention", 30*24*time.Hour, "how long log lines are kept (at least 24h)")
 	fs.Int64Var(&s.MetricsDiskBudget, "metrics-disk-budget", 0, "bytes the metrics store may use (0: no budget beyond 512 MiB kept free)")
 	fs.Int64Var(&s.LogsDiskBudget, "logs-disk-budget", 0, "bytes the logs store may use; the oldest days are dropped first (0: no budget)")
+	fs.StringVar(&s.AlertWebhookURL, "alert-webhook-url", "", "URL that receives alert notifications as JSON (Alertmanager webhook format)")
+	fs.StringVar(&s.AlertSlackURL, "alert-slack-url", "", "Slack-compatible incoming webhook URL for alert notifications")
+	fs.StringVar(&s.AlertSlackChannel, "alert-slack-channel", "", "channel for --alert-slack-url (default: the webhook's)")
+	fs.StringVar(&s.AlertEmailTo, "alert-email-to", "", "addresses (comma separated) that receive alert mails")
+	fs.StringVar(&s.AlertEmailFrom, "alert-email-from", "", "sender address of alert mails")
+	fs.StringVar(&s.AlertSMTPHost, "alert-smtp-host", "", "SMTP server host:port for alert mails")
+	fs.StringVar(&s.AlertSMTPCredentials, "alert-smtp-credentials", "", "secret-store path with username and password for --alert-smtp-host")
+	fs.StringVar(&s.HeartbeatURL, "heartbeat-url", "", "URL called every --heartbeat-interval while alerting works (dead man's switch)")
+	fs.DurationVar(&s.HeartbeatInterval, "heartbeat-interval", time.Minute, "interval of --heartbeat-url calls")
+	fs.DurationVar(&s.AlertEvaluationInterval, "alert-evaluation-interval", 30*time.Second, "how often alert rules are evaluated")
+	fs.DurationVar(&s.AlertGroupWait, "alert-group-wait", 30*time.Second, "how long a new group of alerts waits before the first notification")
+	fs.DurationVar(&s.AlertGroupInterval, "alert-group-interval", 5*time.Minute, "how long a group waits before notifying about changes (new or resolved alerts)")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "bound on a clean stop of all components")
 }
 
@@ -229,6 +262,17 @@ func (s *Server) Validate() error {
 	}
 	if s.MetricsDiskBudget < 0 || s.LogsDiskBudget < 0 {
 		errs = append(errs, fmt.Errorf("--metrics-disk-budget and --logs-disk-budget must not be negative"))
+	}
+	if (s.AlertEmailTo == "") != (s.AlertSMTPHost == "") || (s.AlertEmailTo != "" && s.AlertEmailFrom == "") {
+		errs = append(errs, fmt.Errorf("alert mails need --alert-email-to, --alert-email-from and --alert-smtp-host together"))
+	}
+	if s.AlertSMTPCredentials != "" && !strings.HasPrefix(s.AlertSMTPCredentials, "secret/") {
+		errs = append(errs, fmt.Errorf("--alert-smtp-credentials %q is not a secret-store path: use secret/<name>", s.AlertSMTPCredentials))
+	}
+	for name, d := range map[string]time.Duration{"--heartbeat-interval": s.HeartbeatInterval, "--alert-evaluation-interval": s.AlertEvaluationInterval, "--alert-group-wait": s.AlertGroupWait, "--alert-group-interval": s.AlertGroupInterval} {
+		if d < time.Second {
+			errs = append(errs, fmt.Errorf("%s %s is below 1s", name, d))
+		}
 	}
 	if s.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive"))

@@ -1,18 +1,74 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/gluebox/gluebox/appliance/testnode"
 )
+
+// notification is the part of Alertmanager's webhook payload the test reads.
+type notification struct {
+	Status string `json:"status"`
+	Alerts []struct {
+		Status string            `json:"status"`
+		Labels map[string]string `json:"labels"`
+	} `json:"alerts"`
+}
+
+// alertReceiver is a webhook receiver inside the node's namespace; it returns its URL and a
+// function that waits for a notification about alertname with the given status.
+func (n *node) alertReceiver() (string, func(alertname, status string, timeout time.Duration)) {
+	n.t.Helper()
+	l, err := n.Listen(testnode.NodeIP + ":0")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []notification
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var nt notification
+		if err := json.NewDecoder(r.Body).Decode(&nt); err == nil {
+			mu.Lock()
+			got = append(got, nt)
+			mu.Unlock()
+		}
+	})}
+	go srv.Serve(l)
+	n.t.Cleanup(func() { srv.Close() })
+	wait := func(alertname, status string, timeout time.Duration) {
+		n.t.Helper()
+		n.Eventually(fmt.Sprintf("a %s notification for %s", status, alertname), timeout, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, nt := range got {
+				for _, a := range nt.Alerts {
+					if a.Labels["alertname"] == alertname && a.Status == status {
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("%d notifications so far", len(got))
+		})
+	}
+	return "http://" + l.Addr().String() + "/hook", wait
+}
 
 // TestObservability deploys a workload that logs a unique line and exports a counter, and
 // finds the line with `gluebox logs`, and the counter and the container's CPU with
-// `gluebox metrics query`, through the bundled collector and stores.
+// `gluebox metrics query`, through the bundled collector and stores; then a crash-looping
+// workload fires the default PodCrashLooping alert at a webhook receiver, and fixing it sends
+// the resolve message.
 func TestObservability(t *testing.T) {
 	n := newNode(t)
-	n.Start()
+	hookURL, waitNotification := n.alertReceiver()
+	n.Start("--alert-webhook-url", hookURL, "--alert-evaluation-interval", "5s",
+		"--alert-group-wait", "5s", "--alert-group-interval", "10s")
 	n.pushImage("testdata/images/hello", "127.0.0.1:5000/e2e/hello:1")
 	marker := fmt.Sprintf("e2e-marker-%d", time.Now().UnixNano())
 	n.MustKubectl("create", "namespace", "obs")
@@ -75,4 +131,28 @@ spec:
 	if out, err := n.Gluebox("metrics", "query", "rate(("); err == nil || !strings.Contains(out, "invalid") {
 		t.Fatalf("a bad expression was not refused clearly: %v: %s", err, out)
 	}
+
+	// A crash-looping workload fires PodCrashLooping; the fix resolves it.
+	n.Apply(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: crash, namespace: obs}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: crash}}
+  template:
+    metadata: {labels: {app: crash}}
+    spec:
+      containers:
+        - name: app
+          image: registry.gluebox.local/e2e/hello:1
+          env: [{name: HELLO_CRASH, value: "1"}]
+          readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+`)
+	waitNotification("PodCrashLooping", "firing", 5*time.Minute)
+	if out, err := n.Gluebox("alerts", "list"); err != nil || !strings.Contains(out, "PodCrashLooping") {
+		t.Fatalf("alerts list: %v\n%s", err, out)
+	}
+	n.MustKubectl("-n", "obs", "set", "env", "deploy/crash", "HELLO_CRASH-")
+	waitNotification("PodCrashLooping", "resolved", 5*time.Minute)
 }

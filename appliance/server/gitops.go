@@ -36,7 +36,12 @@ func (s *Server) newGitOps(restCfg *rest.Config, p *platform) (*engine.Engine, s
 		Applier:     ap,
 		Secrets:     p.sec.Store(),
 		SetBindings: p.setGitOpsBindings,
-		Logger:      s.log,
+		OnPlatform: func(ctx context.Context, raw []byte) {
+			if p.alerting != nil {
+				p.alerting.setUserRules(ctx, raw)
+			}
+		},
+		Logger: s.log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot start the GitOps engine: %w", err)

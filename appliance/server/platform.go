@@ -35,6 +35,7 @@ type platform struct {
 	gitops    *engine.Engine
 	frontdoor *frontdoor.FrontDoor
 	observe   *observe
+	alerting  *alerting
 
 	gitopsMu       sync.Mutex
 	gitopsBindings map[string][]kubesync.Binding // namespace → bindings from externalSecret values
@@ -130,6 +131,9 @@ func (p *platform) register(mux *http.ServeMux) {
 	}
 	if p.observe != nil {
 		p.observe.register(mux)
+	}
+	if p.alerting != nil {
+		p.alerting.register(mux)
 	}
 	if p.frontdoor != nil {
 		mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {

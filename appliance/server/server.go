@@ -278,9 +278,15 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	}
 	var obsFirst, obsLast []supervise.Component
 	if s.cfg.Observability {
-		if _, obsFirst, obsLast, err = s.newObserve(bdl, netw, certs, cs, plat); err != nil {
+		o, first, last, err := s.newObserve(bdl, netw, certs, cs, plat)
+		if err != nil {
 			return nil, err
 		}
+		_, alertComps, err := s.newAlerting(bdl, o, plat)
+		if err != nil {
+			return nil, err
+		}
+		obsFirst, obsLast = append(first, alertComps...), last
 	}
 	s.mu.Lock()
 	s.children = append(s.children, ctrd, clusterDNS)

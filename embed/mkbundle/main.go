@@ -163,6 +163,7 @@ func bundledVersions(gomods []string) (string, error) {
 		"github.com/coredns/coredns":                 {"coredns"},
 		"github.com/VictoriaMetrics/VictoriaMetrics": {"victoria-metrics", "vmalert"},
 		"github.com/VictoriaMetrics/VictoriaLogs":    {"victoria-logs", "vlagent"},
+		"github.com/prometheus/alertmanager":         {"alertmanager"},
 	}
 	var lines []string
 	for _, gomod := range gomods {

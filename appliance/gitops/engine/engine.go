@@ -139,7 +139,10 @@ type Deps struct {
 	// SetBindings replaces the externalSecret bindings of one namespace (nil removes them).
 	// Optional.
 	SetBindings func(ctx context.Context, namespace string, bs []kubesync.Binding) error
-	Logger      *slog.Logger
+	// OnPlatform receives platform.yaml's content (nil when the file is absent) after a sync
+	// read it, whenever it differs from the last call's. Optional.
+	OnPlatform func(ctx context.Context, raw []byte)
+	Logger     *slog.Logger
 }
 
 // Engine is the GitOps loop.
@@ -158,6 +161,9 @@ type Engine struct {
 	srcKey     string
 	lastResync time.Time
 	force      bool
+	// platformSum is the hash of the platform.yaml last handed to OnPlatform.
+	platformSum  [32]byte
+	platformSeen bool
 
 	healthMu sync.Mutex
 	health   map[string]*watch
@@ -384,8 +390,15 @@ func (e *Engine) sync(ctx context.Context, src *source.Source, head string) erro
 		return err
 	}
 	defer closeRepo()
-	if _, err := platform.Read(repo); err != nil {
+	plat, err := platform.Read(repo)
+	if err != nil {
 		return fmt.Errorf("commit %s: %w", short(head), err)
+	}
+	if e.deps.OnPlatform != nil {
+		if sum := sha256.Sum256(plat.Raw); sum != e.platformSum || !e.platformSeen {
+			e.platformSum, e.platformSeen = sum, true
+			e.deps.OnPlatform(ctx, plat.Raw)
+		}
 	}
 	list, err := render.List(repo)
 	if err != nil {

@@ -40,6 +40,10 @@ const MaxSize = 1 << 20
 type Platform struct {
 	Apps         []App                  `yaml:"apps"`
 	Environments map[string]Environment `yaml:"environments"`
+	// Alerts are user alert rules; appliance/alerts reads and checks them (from Raw).
+	Alerts yaml.Node `yaml:"alerts"`
+	// Raw is the file's content, for readers of sections this package does not own.
+	Raw []byte `yaml:"-"`
 }
 
 // App is one application source repository.
@@ -92,7 +96,7 @@ func Read(repo fs.FS) (*Platform, error) {
 
 // Parse decodes and checks platform.yaml's content.
 func Parse(data []byte) (*Platform, error) {
-	p := &Platform{}
+	p := &Platform{Raw: data}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(p); err != nil && !errors.Is(err, io.EOF) {
