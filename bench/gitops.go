@@ -27,10 +27,12 @@ type benchT struct{ cleanups []func() }
 
 type benchFailure struct{ msg string }
 
-func (t *benchT) Helper()                           {}
-func (t *benchT) Fatalf(format string, args ...any) { panic(benchFailure{fmt.Sprintf(format, args...)}) }
-func (t *benchT) Skip(args ...any)                  { panic(benchFailure{fmt.Sprint(args...)}) }
-func (t *benchT) Cleanup(f func())                  { t.cleanups = append(t.cleanups, f) }
+func (t *benchT) Helper() {}
+func (t *benchT) Fatalf(format string, args ...any) {
+	panic(benchFailure{fmt.Sprintf(format, args...)})
+}
+func (t *benchT) Skip(args ...any) { panic(benchFailure{fmt.Sprint(args...)}) }
+func (t *benchT) Cleanup(f func()) { t.cleanups = append(t.cleanups, f) }
 func (t *benchT) TempDir() string {
 	d, err := os.MkdirTemp("/var/tmp", "gluebox-bench-git-")
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // pushImage builds a testdata Go package into an image and pushes it to the node's built-in
