@@ -17,7 +17,9 @@ TOOLS_DIR := embed/tools
 BUILD_DIR := embed/.build
 BUNDLE := embed/bundle/bundle.tar.zst
 OBS_DIR := embed/obs
+BUILDKIT_DIR := embed/buildkit
 TOOL_SRCS := $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(OBS_DIR)/go.mod $(OBS_DIR)/go.sum $(wildcard $(TOOLS_DIR)/*/*.go) $(wildcard embed/mkbundle/*.go) $(wildcard appliance/ociimage/*.go)
+TOOL_SRCS += $(BUILDKIT_DIR)/go.mod $(BUILDKIT_DIR)/go.sum $(wildcard $(BUILDKIT_DIR)/cmd/*/*.go)
 tool_version = $(shell awk '$$1=="$(1)"{print $$2; exit}' $(or $(2),$(TOOLS_DIR))/go.mod)
 
 .PHONY: all build bundle deps test test-unit test-e2e bench package clean
@@ -63,7 +65,10 @@ $(BUNDLE): $(TOOL_SRCS)
 	cd $(BUILD_DIR)/alertmanager && CGO_ENABLED=0 $(GO) build -o ../bin/ \
 		-ldflags '-s -w -X github.com/prometheus/common/version.Version=$(patsubst v%,%,$(call tool_version,github.com/prometheus/alertmanager,$(OBS_DIR)))' \
 		./cmd/alertmanager
-	$(GO) run ./embed/mkbundle -in $(BUILD_DIR)/bin -out embed/bundle -gomod $(TOOLS_DIR)/go.mod -gomod $(OBS_DIR)/go.mod
+	cd $(BUILDKIT_DIR) && CGO_ENABLED=0 $(GO) build -trimpath -tags 'osusergo netgo' \
+		-ldflags '-s -w -X github.com/moby/buildkit/version.Version=$(call tool_version,github.com/moby/buildkit,$(BUILDKIT_DIR))' \
+		-o ../.build/bin/ github.com/moby/buildkit/cmd/buildkitd ./cmd/buildkit-client
+	$(GO) run ./embed/mkbundle -in $(BUILD_DIR)/bin -out embed/bundle -gomod $(TOOLS_DIR)/go.mod -gomod $(OBS_DIR)/go.mod -gomod $(BUILDKIT_DIR)/go.mod
 
 GO_SRCS := $(shell find cmd appliance assets embed -name '*.go' -not -path 'embed/tools/*' 2>/dev/null) go.mod go.sum
 PAYLOAD := embed/launcher/payload/gluebox.tar.zst

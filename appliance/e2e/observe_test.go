@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -71,11 +72,11 @@ func TestObservability(t *testing.T) {
 		"--alert-group-wait", "5s", "--alert-group-interval", "10s")
 	n.pushImage("testdata/images/hello", "127.0.0.1:5000/e2e/hello:1")
 	marker := fmt.Sprintf("e2e-marker-%d", time.Now().UnixNano())
-	n.MustKubectl("create", "namespace", "obs")
+	n.MustKubectl("create", "namespace", "hello-obs") // app hello, env obs, for the dashboard
 	n.Apply(`
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: app, namespace: obs}
+metadata: {name: app, namespace: hello-obs}
 spec:
   replicas: 1
   selector: {matchLabels: {app: app}}
@@ -90,8 +91,8 @@ spec:
           env: [{name: HELLO_START_LOG, value: "` + marker + `"}]
           readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
 `)
-	n.MustKubectl("-n", "obs", "rollout", "status", "deploy/app", "--timeout=180s")
-	ip := n.MustKubectl("-n", "obs", "get", "pods", "-l", "app=app", "-o", "jsonpath={.items[0].status.podIP}")
+	n.MustKubectl("-n", "hello-obs", "rollout", "status", "deploy/app", "--timeout=180s")
+	ip := n.MustKubectl("-n", "hello-obs", "get", "pods", "-l", "app=app", "-o", "jsonpath={.items[0].status.podIP}")
 	for i := 0; i < 3; i++ {
 		if out, err := n.Curl("http://" + ip + ":8080/log?msg=request-" + marker); err != nil {
 			t.Fatalf("request: %v: %s", err, out)
@@ -100,20 +101,20 @@ spec:
 
 	n.Eventually("the start line found by gluebox logs", 90*time.Second, func() error {
 		out, err := n.Gluebox("logs", "--grep", marker, "--since", "10m")
-		if err != nil || !strings.Contains(out, "obs/app-") || !strings.Contains(out, marker) {
+		if err != nil || !strings.Contains(out, "hello-obs/app-") || !strings.Contains(out, marker) {
 			return fmt.Errorf("%v: %q", err, out)
 		}
 		return nil
 	})
 	n.Eventually("the app's counter scraped", 90*time.Second, func() error {
-		out, err := n.Gluebox("metrics", "query", `hello_requests_total{namespace="obs"}`)
+		out, err := n.Gluebox("metrics", "query", `hello_requests_total{namespace="hello-obs"}`)
 		if err != nil || !strings.Contains(out, "hello_requests_total{") || !strings.Contains(out, " 3 @") {
 			return fmt.Errorf("%v: %q", err, out)
 		}
 		return nil
 	})
 	n.Eventually("the container's CPU from cAdvisor", 90*time.Second, func() error {
-		out, err := n.Gluebox("metrics", "query", `container_cpu_usage_seconds_total{namespace="obs", container="app"}`)
+		out, err := n.Gluebox("metrics", "query", `container_cpu_usage_seconds_total{namespace="hello-obs", container="app"}`)
 		if err != nil || !strings.Contains(out, `pod="app-`) {
 			up, _ := n.Gluebox("metrics", "query", `up`)
 			some, _ := n.Gluebox("metrics", "query", `topk(3, container_cpu_usage_seconds_total)`)
@@ -122,9 +123,31 @@ spec:
 		return nil
 	})
 	n.Eventually("kube-state metrics with the namespace's app labels", 90*time.Second, func() error {
-		out, err := n.Gluebox("metrics", "query", `kube_deployment_status_replicas_available{namespace="obs", deployment="app"}`)
+		out, err := n.Gluebox("metrics", "query", `kube_deployment_status_replicas_available{namespace="hello-obs", deployment="app"}`)
 		if err != nil || !strings.Contains(out, " 1 @") {
 			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	n.Eventually("the environment's dashboard has CPU and memory series", 90*time.Second, func() error {
+		out, err := n.Run(30*time.Second, "curl", "-sS", "--fail", "--unix-socket", filepath.Join(n.DataDir, "run", "gluebox.sock"),
+			"http://gluebox/v1/dashboards/hello/obs?since=10m&step=15s")
+		var d struct {
+			Panels []struct {
+				ID     string            `json:"id"`
+				Series []json.RawMessage `json:"series"`
+			} `json:"panels"`
+		}
+		if err == nil {
+			err = json.Unmarshal([]byte(out), &d)
+		}
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, p := range d.Panels {
+			if (p.ID == "cpu" || p.ID == "memory") && len(p.Series) == 0 {
+				return fmt.Errorf("panel %s has no series yet", p.ID)
+			}
 		}
 		return nil
 	})
@@ -136,7 +159,7 @@ spec:
 	n.Apply(`
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: crash, namespace: obs}
+metadata: {name: crash, namespace: hello-obs}
 spec:
   replicas: 1
   selector: {matchLabels: {app: crash}}
@@ -153,6 +176,6 @@ spec:
 	if out, err := n.Gluebox("alerts", "list"); err != nil || !strings.Contains(out, "PodCrashLooping") {
 		t.Fatalf("alerts list: %v\n%s", err, out)
 	}
-	n.MustKubectl("-n", "obs", "set", "env", "deploy/crash", "HELLO_CRASH-")
+	n.MustKubectl("-n", "hello-obs", "set", "env", "deploy/crash", "HELLO_CRASH-")
 	waitNotification("PodCrashLooping", "resolved", 5*time.Minute)
 }

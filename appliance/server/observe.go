@@ -24,6 +24,7 @@ import (
 
 	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/bundle"
+	"github.com/gluebox/gluebox/appliance/dashboards"
 	"github.com/gluebox/gluebox/appliance/gitops/render"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 	"github.com/gluebox/gluebox/appliance/kube"
@@ -41,6 +42,8 @@ type observe struct {
 	collector *logs.Collector
 	selfL     net.Listener
 	registry  *prometheus.Registry
+	// history gives dashboards their deploy annotations (the GitOps engine).
+	history dashboards.History
 }
 
 // newObserve prepares the stack; nothing runs until the returned components start. The logs
@@ -351,6 +354,25 @@ func (o *observe) register(mux *http.ServeMux) {
 			out = append(out, toLogLine(l))
 		}
 		api.WriteJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/dashboards/{app}/{env}", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		since, err1 := queryDuration(q, "since")
+		step, err2 := queryDuration(q, "step")
+		if err := errors.Join(err1, err2); err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		if o.history == nil {
+			api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, "the GitOps engine is not running"))
+			return
+		}
+		d, err := dashboards.Build(r.Context(), o.metrics.Client(), o.history, r.PathValue("app"), r.PathValue("env"), dashboards.Options{Since: since, Step: step})
+		if err != nil {
+			api.WriteError(w, api.Errorf(http.StatusBadRequest, "%v", err))
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, d)
 	})
 	// Follow: one JSON line per log line until the client goes away.
 	mux.HandleFunc("GET /v1/logs/tail", func(w http.ResponseWriter, r *http.Request) {

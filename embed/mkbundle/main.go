@@ -164,6 +164,7 @@ func bundledVersions(gomods []string) (string, error) {
 		"github.com/VictoriaMetrics/VictoriaMetrics": {"victoria-metrics", "vmalert"},
 		"github.com/VictoriaMetrics/VictoriaLogs":    {"victoria-logs", "vlagent"},
 		"github.com/prometheus/alertmanager":         {"alertmanager"},
+		"github.com/moby/buildkit":                   {"buildkitd"},
 	}
 	var lines []string
 	for _, gomod := range gomods {

@@ -903,6 +903,9 @@ func (e *Engine) Env(app, env string) (EnvView, error) {
 	return EnvView{Env: st, History: hist}, err
 }
 
+// History lists an environment's revisions, newest first, without manifests.
+func (e *Engine) History(app, env string) ([]state.Revision, error) { return e.st.History(app, env) }
+
 // Manifest returns the applied manifest of one revision.
 func (e *Engine) Manifest(app, env string, n int) ([]byte, error) {
 	r, err := e.st.Revision(app, env, n)
