@@ -167,6 +167,7 @@ func bundledVersions(gomods []string) (string, error) {
 		"github.com/moby/buildkit":                   {"buildkitd"},
 	}
 	var lines []string
+	seen := map[string]bool{} // a program's version comes from the first go.mod naming it
 	for _, gomod := range gomods {
 		data, err := os.ReadFile(gomod)
 		if err != nil {
@@ -176,7 +177,10 @@ func bundledVersions(gomods []string) (string, error) {
 			f := strings.Fields(line)
 			if len(f) >= 2 {
 				for _, n := range names[f[0]] {
-					lines = append(lines, n+" "+f[1])
+					if !seen[n] {
+						seen[n] = true
+						lines = append(lines, n+" "+f[1])
+					}
 				}
 			}
 		}
