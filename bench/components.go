@@ -4,6 +4,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/gluebox/gluebox/appliance/logs"
+	"github.com/gluebox/gluebox/appliance/metrics"
 	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/secrets"
 )
@@ -24,5 +26,7 @@ func componentGroups() []group {
 	return []group{
 		{"registry", scratch(registry.RunBench)},
 		{"secrets", scratch(secrets.RunBench)},
+		{"metrics", scratch(metrics.RunBench)},
+		{"logs", scratch(logs.RunBench)},
 	}
 }

@@ -1,7 +1,7 @@
 // Command bench prints gluebox's performance figures on this machine (`make bench`): node boot
 // times, time to a running pod, idle memory, binary size, and the component benchmarks of the
-// registry and the secret store. It needs root (it boots a real node in a network namespace).
-// Lines are "name: value unit" so runs can be compared.
+// registry, the secret store and the metrics and log stores. It needs root (it boots a real
+// node in a network namespace). Lines are "name: value unit" so runs can be compared.
 package main
 
 import (
@@ -21,7 +21,7 @@ import (
 func main() {
 	bin := flag.String("gluebox", "bin/gluebox", "gluebox binary to measure")
 	idle := flag.Duration("idle", 60*time.Second, "how long the node idles before its memory is measured")
-	only := flag.String("only", "", "run only this group: node, gitops, registry, secrets")
+	only := flag.String("only", "", "run only this group: node, gitops, registry, secrets, metrics, logs")
 	flag.Parse()
 	abs, _ := filepath.Abs(*bin)
 	// Distribution logs every request through logrus; the figures are what matters here.

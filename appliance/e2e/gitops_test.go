@@ -131,11 +131,10 @@ func TestGitOps(t *testing.T) {
 	})
 	// HTTPS with a certificate from the front door's CA, for the routed host only.
 	ca := filepath.Join(n.DataDir, "pki", "ingress", "ingress-ca.crt")
-	resolve := "--resolve=" + host + ":18443:127.0.0.1"
-	if out, err := n.Curl("--cacert", ca, resolve, "https://"+host+":18443/env?name=GREETING"); err != nil || out != "one" {
+	if out, err := n.Curl("--cacert", ca, "--resolve", host+":18443:127.0.0.1", "https://"+host+":18443/env?name=GREETING"); err != nil || out != "one" {
 		t.Fatalf("https through the front door: %v: %s", err, out)
 	}
-	if out, err := n.Curl("--cacert", ca, "--resolve=other.gluebox.local:18443:127.0.0.1", "https://other.gluebox.local:18443/"); err == nil {
+	if out, err := n.Curl("--cacert", ca, "--resolve", "other.gluebox.local:18443:127.0.0.1", "https://other.gluebox.local:18443/"); err == nil {
 		t.Fatalf("the front door served TLS for a host no Ingress names: %s", out)
 	}
 	if ns := n.MustKubectl("get", "ns", "hello-dev", "-o", "jsonpath={.metadata.labels}"); !strings.Contains(ns, `"gluebox.dev/env":"dev"`) {

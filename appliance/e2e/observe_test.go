@@ -106,6 +106,13 @@ spec:
 		}
 		return nil
 	})
+	n.Eventually("gluebox's own log lines in the store", 60*time.Second, func() error {
+		out, err := n.Gluebox("logs", "--query", "source:=gluebox", "--grep", "node ready", "--since", "30m")
+		if err != nil || !strings.Contains(out, "node ready") {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
 	n.Eventually("the app's counter scraped", 90*time.Second, func() error {
 		out, err := n.Gluebox("metrics", "query", `hello_requests_total{namespace="hello-obs"}`)
 		if err != nil || !strings.Contains(out, "hello_requests_total{") || !strings.Contains(out, " 3 @") {

@@ -120,8 +120,17 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	s.children = append(s.children, o.logs, o.metrics, o.collector)
 	s.mu.Unlock()
 	p.observe = o
+	if p.gitops != nil {
+		o.history = p.gitops
+	}
 	kubeState := supervise.Func{N: "kube-state-metrics", R: ks.Run, Ready: chanReady(ks.Ready())}
-	return o, []supervise.Component{self, o.logs, o.metrics}, []supervise.Component{kubeState, o.collector}, nil
+	first := []supervise.Component{self, o.logs, o.metrics}
+	if s.shipper != nil {
+		first = append(first, supervise.Func{N: "log-shipper", R: func(ctx context.Context) error {
+			return s.shipper.Run(ctx, o.logs.Client(), time.Second)
+		}})
+	}
+	return o, first, []supervise.Component{kubeState, o.collector}, nil
 }
 
 // glueboxCollector exports gluebox's own state at scrape time: disk use of the data dir,

@@ -35,6 +35,7 @@ import (
 	"github.com/gluebox/gluebox/appliance/hostcheck"
 	"github.com/gluebox/gluebox/appliance/kube"
 	"github.com/gluebox/gluebox/appliance/localpath"
+	"github.com/gluebox/gluebox/appliance/logs"
 	"github.com/gluebox/gluebox/appliance/node"
 	"github.com/gluebox/gluebox/appliance/paths"
 	"github.com/gluebox/gluebox/appliance/registry"
@@ -48,6 +49,8 @@ type Server struct {
 	cfg    config.Server
 	layout paths.Layout
 	log    *slog.Logger
+	// shipper sends the server's log lines to the logs store (nil without observability).
+	shipper *logs.Shipper
 
 	mu        sync.Mutex
 	phase     string
@@ -70,7 +73,13 @@ func New(cfg config.Server, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, layout: l, log: log, phase: "starting", started: time.Now()}, nil
+	srv := &Server{cfg: cfg, layout: l, log: log, phase: "starting", started: time.Now()}
+	if cfg.Observability {
+		// gluebox's own lines go to the logs store too, once it runs (buffered until then).
+		srv.shipper = logs.NewShipper(log.Handler(), 0)
+		srv.log = slog.New(srv.shipper)
+	}
+	return srv, nil
 }
 
 // Run boots the instance and serves until ctx ends, then stops everything it started. It
