@@ -178,7 +178,7 @@ func NewCollector(cfg CollectorConfig, log *slog.Logger) (*Collector, error) {
 		Path: cfg.Binary,
 		Args: args,
 		// Without KUBERNETES_SERVICE_HOST vlagent reads the kubeconfig named here.
-		Env:     []string{"KUBECONFIG=" + cfg.Kubeconfig, "GOMAXPROCS=" + strconv.Itoa(cfg.CPUs)},
+		Env:     []string{"KUBECONFIG=" + cfg.Kubeconfig, "GOMAXPROCS=" + strconv.Itoa(cfg.CPUs), "GOGC=50"},
 		Dir:     cfg.Dir,
 		LogFile: cfg.LogFile,
 		Ready:   func(ctx context.Context) error { return victoria.Health(ctx, health) },
