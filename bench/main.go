@@ -115,5 +115,19 @@ spec:
 		return fmt.Errorf("warm boot: %w", err)
 	}
 	fmt.Fprintf(w, "warm_boot_to_node_ready: %.1f s (target <= 15)\n", time.Since(start).Seconds())
+
+	// The same node without the metrics/logs/alerts stack, for its idle overhead.
+	if err := n.Stop(2 * time.Minute); err != nil {
+		return err
+	}
+	if err := n.Start(5*time.Minute, "--observability=false"); err != nil {
+		return fmt.Errorf("boot without observability: %w", err)
+	}
+	time.Sleep(idle)
+	off, err := n.RSS()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "idle_rss_observability_off: %.0f MiB (observability's idle overhead: %.0f MiB)\n", float64(off)/(1<<20), float64(rss-off)/(1<<20))
 	return nil
 }
