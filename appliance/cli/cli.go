@@ -118,6 +118,7 @@ func NewRoot() *cobra.Command {
 		newMetricsCmd(g),
 		newLogsCmd(g),
 		newAlertsCmd(g),
+		newImageCmd(g),
 	)
 	for _, c := range extraCommands(g) {
 		root.AddCommand(c)

@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
+
 	"fmt"
+	"github.com/gluebox/gluebox/appliance/ociimage"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +27,16 @@ func TestRegistryAndSecrets(t *testing.T) {
 	n := newNode(t)
 	n.Start()
 	n.pushImage("testdata/images/hello", "127.0.0.1:5000/e2e/hello:1")
-	if out, err := n.Gluebox("registry", "list"); err != nil || !strings.Contains(out, "e2e/hello") {
+	// An image tarball imported with the CLI lands in the registry too.
+	tarFile := filepath.Join(n.Root, "imported.tar")
+	self, _ := os.Executable()
+	if err := ociimage.WriteSingleBinary(tarFile, self, "example.com/e2e/imported:1", "/app"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.Gluebox("image", "import", tarFile); err != nil || !strings.Contains(out, "e2e/imported:1@sha256:") {
+		t.Fatalf("image import: %v\n%s", err, out)
+	}
+	if out, err := n.Gluebox("registry", "list"); err != nil || !strings.Contains(out, "e2e/hello") || !strings.Contains(out, "e2e/imported") {
 		t.Fatalf("registry list: %v\n%s", err, out)
 	}
 	for _, args := range [][]string{
