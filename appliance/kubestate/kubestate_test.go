@@ -299,8 +299,12 @@ func TestNewValidatesConfig(t *testing.T) {
 // series at all (no zeros for objects not seen yet), and once synced it has them.
 func TestNothingBeforeSync(t *testing.T) {
 	te := newTestExporter(t, cluster()...)
-	release := make(chan struct{})
+	release, listing := make(chan struct{}), make(chan struct{}, 1)
 	te.cs.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		select {
+		case listing <- struct{}{}:
+		default:
+		}
 		<-release
 		return false, nil, nil
 	})
@@ -308,8 +312,8 @@ func TestNothingBeforeSync(t *testing.T) {
 		t.Fatalf("before Run: collected %d series, want none", n)
 	}
 	te.start(t)
-	// The held list also holds the fake clientset's lock, so no informer gets anywhere.
-	time.Sleep(100 * time.Millisecond)
+	// Wait until the pod list is in flight: held, it keeps the caches from syncing.
+	<-listing
 	select {
 	case <-te.Ready():
 		t.Fatal("Ready closed while the pod list was still pending")
@@ -387,17 +391,20 @@ func TestRunTwice(t *testing.T) {
 
 func TestRunCancelledBeforeSync(t *testing.T) {
 	te := newTestExporter(t, cluster()...)
-	release := make(chan struct{})
+	release, listing := make(chan struct{}), make(chan struct{}, 1)
 	te.cs.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		select {
+		case listing <- struct{}{}:
+		default:
+		}
 		<-release
 		return false, nil, nil
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- te.Run(ctx) }()
-	time.Sleep(50 * time.Millisecond)
+	<-listing // Run is waiting for the caches
 	cancel()
-	time.Sleep(50 * time.Millisecond)
 	close(release) // lets the pod informer's goroutine end, which Run waits for
 	select {
 	case err := <-done:
