@@ -1,22 +1,15 @@
 package logs
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +39,7 @@ const (
 // program is $GLUEBOX_TEST_VICTORIALOGS, else embed/.build/bin's (found from the working
 // directory up, as `make bundle` leaves it), else the one on PATH.
 func RunBench(w io.Writer, dir string) (err error) {
-	bin, err := benchBinary("victoria-logs", "GLUEBOX_TEST_VICTORIALOGS")
+	bin, err := victoria.BenchBinary("victoria-logs", "GLUEBOX_TEST_VICTORIALOGS")
 	if err != nil {
 		return err
 	}
@@ -55,7 +48,7 @@ func RunBench(w io.Writer, dir string) (err error) {
 		return fmt.Errorf("cannot create bench dir: %w", err)
 	}
 	defer os.RemoveAll(root)
-	port, err := benchFreePort()
+	port, err := victoria.BenchFreePort()
 	if err != nil {
 		return err
 	}
@@ -76,15 +69,15 @@ func RunBench(w io.Writer, dir string) (err error) {
 			err = fmt.Errorf("%w (and: %w)", err, serr)
 		}
 		if err != nil {
-			err = fmt.Errorf("%w; victoria-logs log ends:\n%s", err, benchLogTail(cfg.LogFile))
+			err = fmt.Errorf("%w; victoria-logs log ends:\n%s", err, victoria.BenchLogTail(cfg.LogFile))
 		}
 	}()
-	if err := benchWaitReady(ctx, l.WaitReady, finished); err != nil {
+	if err := victoria.BenchWaitReady(ctx, l.WaitReady, finished); err != nil {
 		return fmt.Errorf("victoria-logs is not ready: %w", err)
 	}
 
 	const accepted, cpu = `vl_rows_ingested_total{type="jsonline"}`, "process_cpu_seconds_total"
-	before, err := benchScrape(ctx, l.URL()+"/metrics", accepted, cpu)
+	before, err := victoria.BenchScrape(ctx, l.URL()+"/metrics", accepted, cpu)
 	if err != nil {
 		return err
 	}
@@ -95,7 +88,7 @@ func RunBench(w io.Writer, dir string) (err error) {
 		return err
 	}
 	load := time.Since(start)
-	after, err := benchSettle(ctx, l.URL(), before, accepted, cpu, float64(sent))
+	after, err := victoria.BenchSettle(ctx, l.URL(), before, accepted, cpu, float64(sent))
 	if err != nil {
 		return err
 	}
@@ -105,7 +98,7 @@ func RunBench(w io.Writer, dir string) (err error) {
 	if st.Restarts > 0 {
 		return fmt.Errorf("victoria-logs restarted %d times during the bench (last error: %s)", st.Restarts, st.LastError)
 	}
-	rss, peak, rssErr := benchRSS(st.PID)
+	rss, peak, rssErr := victoria.BenchRSS(st.PID)
 
 	// Stopping flushes the in-memory parts, so the data dir then holds every line.
 	if err := stop(); err != nil {
@@ -118,7 +111,7 @@ func RunBench(w io.Writer, dir string) (err error) {
 
 	pods := benchApps * benchEnvs * benchReplicas
 	fmt.Fprintf(w, "logs_ingest_rate: %.0f lines/s (%d writers posting %d-line JSON-lines batches from %d pods (streams) for %.1f s; %.0f of %d sent accepted; VictoriaLogs at gluebox's defaults: GOMAXPROCS=%d, memory.allowedBytes=%d MiB, on a %d-core machine shared with the generator, 1-min load average %s at the end)\n",
-		lines/load.Seconds(), benchWriters, benchBatch, pods, load.Seconds(), lines, sent, DefaultCPUs, DefaultMemoryBytes>>20, runtime.NumCPU(), benchLoadAvg())
+		lines/load.Seconds(), benchWriters, benchBatch, pods, load.Seconds(), lines, sent, DefaultCPUs, DefaultMemoryBytes>>20, runtime.NumCPU(), victoria.BenchLoadAvg())
 	fmt.Fprintf(w, "logs_ingest_raw: %.1f MB/s (JSON sent)\n", float64(raw)/1e6/load.Seconds())
 	if cpuSec > 0 {
 		fmt.Fprintf(w, "logs_ingest_per_cpu_second: %.0f lines/CPU-s (accepted lines / VictoriaLogs' own CPU time during the load: %.1f s, %.2f cores on average; GOMAXPROCS bounds Go code, not syscalls)\n",
@@ -144,17 +137,6 @@ var benchAppNames = []string{"checkout", "cart", "catalog", "search", "payments"
 
 var benchTeams = []string{"storefront", "payments", "platform", "growth", "data"}
 
-// k8sAlphabet is what Kubernetes draws generated name suffixes from.
-const k8sAlphabet = "bcdfghjklmnpqrstvwxz2456789"
-
-func k8sSuffix(r *rand.Rand, n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = k8sAlphabet[r.IntN(len(k8sAlphabet))]
-	}
-	return string(b)
-}
-
 // benchPodFields renders every pod's fields once, as the tail of a JSON object.
 func benchPodFields() [][]byte {
 	r := rand.New(rand.NewPCG(1, 2))
@@ -166,10 +148,10 @@ func benchPodFields() [][]byte {
 		}
 		for _, env := range []string{"prod", "staging"}[:benchEnvs] {
 			ns := benchTeams[a%len(benchTeams)] + "-" + env
-			rs := k8sSuffix(r, 10)
+			rs := victoria.K8sSuffix(r, 10)
 			for range benchReplicas {
 				out = append(out, fmt.Appendf(nil, `"kubernetes.pod_namespace":%q,"kubernetes.pod_name":%q,"kubernetes.container_name":%q,"app":%q,"env":%q}`+"\n",
-					ns, app+"-"+rs+"-"+k8sSuffix(r, 5), app, app, env))
+					ns, app+"-"+rs+"-"+victoria.K8sSuffix(r, 5), app, app, env))
 			}
 		}
 	}
@@ -250,7 +232,7 @@ func benchJSONLoad(ctx context.Context, url string, start time.Time) (lines, raw
 					buf = append(buf, `",`...)
 					buf = append(buf, pods[r.IntN(len(pods))]...)
 				}
-				if err := benchPost(ctx, client, url, "application/stream+json", buf); err != nil {
+				if err := victoria.BenchPost(ctx, client, url, "application/stream+json", buf); err != nil {
 					cancel(err)
 					return
 				}
@@ -267,195 +249,3 @@ func benchJSONLoad(ctx context.Context, url string, start time.Time) (lines, raw
 }
 
 // The helpers below are the same in appliance/metrics' bench.
-
-// benchPost posts body to url and wants a 2xx answer.
-func benchPost(ctx context.Context, client *http.Client, url, contentType string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s: %s", url, resp.Status, victoria.Reply(resp.Body))
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return nil
-}
-
-// benchSettle forces a flush on the store at base and then reads its /metrics until the
-// counter key has grown by want since before, or has stopped moving for a second (10 s at most).
-func benchSettle(ctx context.Context, base string, before map[string]float64, key, other string, want float64) (map[string]float64, error) {
-	if err := benchPost(ctx, http.DefaultClient, base+"/internal/force_flush", "text/plain", nil); err != nil {
-		return nil, fmt.Errorf("cannot flush: %w", err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	last := -1.0
-	for {
-		after, err := benchScrape(ctx, base+"/metrics", key, other)
-		if err != nil {
-			return nil, err
-		}
-		got, ok := after[key]
-		got -= before[key]
-		if ok && (got >= want || got == last) {
-			return after, nil
-		}
-		if time.Now().After(deadline) {
-			if !ok {
-				return nil, fmt.Errorf("%s/metrics has no %s", base, key)
-			}
-			return after, nil
-		}
-		last = got
-		time.Sleep(time.Second)
-	}
-}
-
-// benchScrape reads the values of the given series (name with labels, exactly as exposed) from
-// a Prometheus text endpoint; a series it does not expose yet is left out of the map.
-func benchScrape(ctx context.Context, url string, keys ...string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	out := make(map[string]float64, len(keys))
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		for _, want := range keys {
-			if k == want {
-				f, err := strconv.ParseFloat(strings.Fields(v)[0], 64)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %s: %w", url, k, err)
-				}
-				out[k] = f
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", url, err)
-	}
-	return out, nil
-}
-
-// benchRSS returns VmRSS and VmHWM of process pid in bytes.
-func benchRSS(pid int) (rss, peak int64, err error) {
-	if pid == 0 {
-		return 0, 0, errors.New("no pid")
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		f := strings.Fields(v)
-		if len(f) != 2 || f[1] != "kB" {
-			continue
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		switch k {
-		case "VmRSS":
-			rss = n << 10
-		case "VmHWM":
-			peak = n << 10
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-	}
-	return rss, peak, nil
-}
-
-// benchWaitReady waits for ready, or until finished (the component's Run gave up), 30 s at most.
-func benchWaitReady(ctx context.Context, ready func(context.Context) error, finished <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	res := make(chan error, 1)
-	go func() { res <- ready(ctx) }()
-	select {
-	case err := <-res:
-		return err
-	case <-finished:
-		cancel()
-		<-res
-		return errors.New("it stopped")
-	}
-}
-
-// benchBinary finds the bundled program name: the file $env names, else
-// <repo>/embed/.build/bin/<name> for the first directory up from the working one that has it,
-// else name on PATH.
-func benchBinary(name, env string) (string, error) {
-	if p := os.Getenv(env); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%s=%s: %w", env, p, err)
-		}
-		return p, nil
-	}
-	if dir, err := os.Getwd(); err == nil {
-		for {
-			p := filepath.Join(dir, "embed", ".build", "bin", name)
-			if _, err := os.Stat(p); err == nil {
-				return p, nil
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("cannot find %s: run `make bundle` or set %s", name, env)
-}
-
-// benchFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func benchFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("cannot find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// benchLogTail returns the last 1500 bytes of the child's log file.
-func benchLogTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	if len(b) > 1500 {
-		b = b[len(b)-1500:]
-	}
-	return string(b)
-}
-
-// benchLoadAvg returns the machine's 1-minute load average, or "?".
-func benchLoadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
-		return f[0]
-	}
-	return "?"
-}
