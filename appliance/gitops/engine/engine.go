@@ -234,7 +234,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.ensureWebhookSecret(ctx); err != nil {
 		e.log.Warn("cannot prepare the webhook secret; webhooks are refused until it exists", "err", err)
 	}
-	e.resumeHealth(ctx)
+	e.resumeHealth()
 	close(e.ready)
 	e.syncOnce(ctx)
 	t := time.NewTicker(e.cfg.PollInterval)
@@ -721,13 +721,12 @@ func (e *Engine) watchHealth(env state.Env, replace bool) {
 type watch struct{ cancel context.CancelFunc }
 
 // resumeHealth restarts the health watch of environments that were progressing at shutdown.
-func (e *Engine) resumeHealth(ctx context.Context) {
+func (e *Engine) resumeHealth() {
 	envs, err := e.st.Envs()
 	if err != nil {
 		e.log.Error("cannot read environments", "err", err)
 		return
 	}
-	e.runCtx = ctx
 	for _, env := range envs {
 		if env.Health == state.HealthProgressing || env.Health == state.HealthUnknown {
 			e.watchHealth(env, true)
