@@ -51,6 +51,11 @@ type Spec struct {
 	// CancelRunning also cancels a running build of the same key. False means a running build
 	// finishes and this one waits for it.
 	CancelRunning bool
+	// Prepare, when set, runs when the build starts (not when it is queued), inside the build's
+	// time and log: it typically checks out the commit and returns the context directory, which
+	// replaces Request.ContextDir. Its error fails the build. It is not persisted: builds
+	// queued when gluebox stops are cancelled anyway.
+	Prepare func(ctx context.Context, log io.Writer) (contextDir string, err error)
 }
 
 // Record is one build as `gluebox build list` shows it. Records persist across restarts.
@@ -143,12 +148,13 @@ type Queue struct {
 }
 
 type job struct {
-	rec    *Record
-	req    Request
-	key    string
-	cancel context.CancelCauseFunc // set while running
-	done   chan struct{}           // closed once rec is final
-	notify notifier                // signalled on log writes and when done
+	rec     *Record
+	req     Request
+	prepare func(ctx context.Context, log io.Writer) (string, error)
+	key     string
+	cancel  context.CancelCauseFunc // set while running
+	done    chan struct{}           // closed once rec is final
+	notify  notifier                // signalled on log writes and when done
 	// supersededBy is set when a newer build cancels this running one.
 	supersededBy string
 }
@@ -300,7 +306,7 @@ func (q *Queue) Submit(spec Spec) (Record, error) {
 	if err := os.WriteFile(q.LogPath(id), nil, 0o640); err != nil {
 		return Record{}, fmt.Errorf("build: cannot create log: %w", err)
 	}
-	j := &job{rec: rec, req: spec.Request, key: k, done: make(chan struct{})}
+	j := &job{rec: rec, req: spec.Request, prepare: spec.Prepare, key: k, done: make(chan struct{})}
 	q.jobs[id] = j
 	q.records = append(q.records, rec)
 	q.pruneLocked()
@@ -460,7 +466,16 @@ func (q *Queue) runJob(ctx context.Context, j *job) (Result, error) {
 		fmt.Fprintf(w, " commit %s", r.Commit)
 	}
 	fmt.Fprintf(w, " (%s) started %s\n", r.Dockerfile, r.Started.UTC().Format(time.RFC3339))
-	return q.build(ctx, j.req, w)
+	req := j.req
+	if j.prepare != nil {
+		dir, err := j.prepare(ctx, w)
+		if err != nil {
+			fmt.Fprintf(w, "\nERROR: %v\n", err)
+			return Result{}, err
+		}
+		req.ContextDir = dir
+	}
+	return q.build(ctx, req, w)
 }
 
 // Cancel cancels build id: a queued build is cancelled at once, a running one is stopped and

@@ -493,3 +493,41 @@ func TestQueuePrunesOldRecords(t *testing.T) {
 	}
 	tq.fake.step(t, "last", fakeStep{done: true})
 }
+
+func TestQueuePrepareRunsAtStartAndItsErrorFailsTheBuild(t *testing.T) {
+	tq := newTestQueue(t, "", QueueConfig{})
+	prepared := make(chan struct{}, 1)
+	ok := tq.submit(t, "app", "main", "placeholder", func(s *Spec) {
+		s.Prepare = func(ctx context.Context, log io.Writer) (string, error) {
+			fmt.Fprintln(log, "checking out")
+			prepared <- struct{}{}
+			return "checked-out", nil
+		}
+	})
+	<-prepared
+	tq.fake.waitStarted(t, "checked-out") // the build saw Prepare's directory
+	tq.fake.step(t, "checked-out", fakeStep{done: true})
+	if r := tq.wait(t, ok.ID); r.Status != StatusSucceeded {
+		t.Fatalf("status %s, want succeeded", r.Status)
+	}
+
+	bad := tq.submit(t, "app", "main", "never", func(s *Spec) {
+		s.Prepare = func(context.Context, io.Writer) (string, error) {
+			return "", errors.New("commit abc not found")
+		}
+	})
+	r := tq.wait(t, bad.ID)
+	if r.Status != StatusFailed || !strings.Contains(r.Error, "commit abc not found") {
+		t.Fatalf("record %+v, want failed with the prepare error", r)
+	}
+	tq.fake.noneStarted(t)
+	rc, err := tq.Logs(context.Background(), bad.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	if !strings.Contains(string(b), "ERROR: commit abc not found") {
+		t.Fatalf("log %q does not say why", b)
+	}
+}

@@ -24,7 +24,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/gluebox/gluebox/appliance/ociimage"
 	"github.com/gluebox/gluebox/appliance/registry"
@@ -279,37 +278,8 @@ func tail(path string) string {
 // pushBase pushes a busybox image (busybox plus the symlinks RUN steps use) as ref.
 func (e *realEnv) pushBase(t *testing.T, ref string) {
 	t.Helper()
-	img, err := ociimage.SingleBinary(e.busybox, "/bin/busybox")
+	img, err := ociimage.Busybox(e.busybox, "sh", "cat", "echo", "mkdir", "sleep", "ls", "uname", "wc")
 	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, applet := range []string{"sh", "cat", "echo", "mkdir", "sleep", "ls", "uname", "wc"} {
-		if err := tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	layerBytes := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerBytes)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if img, err = mutate.AppendLayers(img, layer); err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config.Entrypoint = nil
-	cf.Config.Cmd = []string{"sh"}
-	cf.Config.Env = []string{"PATH=/bin"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
 	r, err := name.ParseReference(ref, name.Insecure)

@@ -119,6 +119,8 @@ func NewRoot() *cobra.Command {
 		newLogsCmd(g),
 		newAlertsCmd(g),
 		newImageCmd(g),
+		newBuildCmd(g),
+		newPreviewsCmd(g),
 	)
 	for _, c := range extraCommands(g) {
 		root.AddCommand(c)

@@ -98,6 +98,15 @@ type Server struct {
 	AlertEvaluationInterval time.Duration
 	AlertGroupWait          time.Duration
 	AlertGroupInterval      time.Duration
+	// BuildConcurrency is how many image builds run at once (default 1); BuildTimeout bounds
+	// one build (default 30m).
+	BuildConcurrency int
+	BuildTimeout     time.Duration
+	// PreviewBranches is a branch pattern like "preview/*" whose "*" is a pull-request number:
+	// such branches get preview environments like pull requests do (default none).
+	// PreviewTTL removes previews whose head has not moved for that long (default 168h).
+	PreviewBranches string
+	PreviewTTL      time.Duration
 	// ShutdownTimeout bounds a clean stop of all components (default 60s).
 	ShutdownTimeout time.Duration
 }
@@ -134,6 +143,10 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&s.Observability, "observability", true, "run the metrics and logs stores and the container log collector")
 	fs.DurationVar(&s.MetricsRetention, "metrics-retention", 30*24*time.Hour, "how long metrics are kept (at least 24h)")
 	fs.DurationVar(&s.LogsRetention, "logs-retention", 30*24*time.Hour, "how long log lines are kept (at least 24h)")
+	fs.IntVar(&s.BuildConcurrency, "build-concurrency", 1, "how many image builds run at once")
+	fs.DurationVar(&s.BuildTimeout, "build-timeout", 30*time.Minute, "longest an image build may run before it is cancelled")
+	fs.StringVar(&s.PreviewBranches, "preview-branches", "", `branch pattern whose "*" is a pull-request number, e.g. "preview/*": such branches get previews too`)
+	fs.DurationVar(&s.PreviewTTL, "preview-ttl", 7*24*time.Hour, "remove a preview whose head has not moved for this long")
 	fs.Int64Var(&s.MetricsDiskBudget, "metrics-disk-budget", 0, "bytes the metrics store may use (0: no budget beyond 512 MiB kept free)")
 	fs.Int64Var(&s.LogsDiskBudget, "logs-disk-budget", 0, "bytes the logs store may use; the oldest days are dropped first (0: no budget)")
 	fs.StringVar(&s.AlertWebhookURL, "alert-webhook-url", "", "URL that receives alert notifications as JSON (Alertmanager webhook format)")
@@ -273,6 +286,20 @@ func (s *Server) Validate() error {
 		if d < time.Second {
 			errs = append(errs, fmt.Errorf("%s %s is below 1s", name, d))
 		}
+	}
+	if s.BuildConcurrency < 1 || s.BuildConcurrency > 64 {
+		errs = append(errs, fmt.Errorf("--build-concurrency %d must be between 1 and 64", s.BuildConcurrency))
+	}
+	if s.BuildTimeout < time.Minute {
+		errs = append(errs, fmt.Errorf("--build-timeout %s is below 1m", s.BuildTimeout))
+	}
+	if p := s.PreviewBranches; p != "" {
+		if prefix, ok := strings.CutSuffix(p, "*"); !ok || prefix == "" || strings.ContainsAny(prefix, "*?[\\ ") {
+			errs = append(errs, fmt.Errorf("--preview-branches %q must be a branch prefix followed by one \"*\" for the pull-request number, e.g. \"preview/*\"", p))
+		}
+	}
+	if s.PreviewTTL < time.Hour {
+		errs = append(errs, fmt.Errorf("--preview-ttl %s is below 1h", s.PreviewTTL))
 	}
 	if s.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout must be positive"))

@@ -60,22 +60,44 @@ func (n *node) appShow(app, env string) string {
 // pushWebhook delivers a signed GitHub push event for repoURL's branch main to the front door.
 func (n *node) pushWebhook(repoURL, before, after string) {
 	n.t.Helper()
+	n.webhook("push", after, map[string]any{
+		"ref": "refs/heads/main", "before": before, "after": after,
+		"repository": map[string]string{"clone_url": repoURL},
+	})
+}
+
+// pullRequestWebhook delivers a signed GitHub pull_request event (action "opened",
+// "synchronize", "closed"…) for pull request number of repoURL, whose head is branch at sha.
+func (n *node) pullRequestWebhook(repoURL, action string, number int, branch, sha string) {
+	n.t.Helper()
+	n.webhook("pull_request", fmt.Sprintf("pr-%d-%s-%s", number, action, sha), map[string]any{
+		"action": action, "number": number,
+		"pull_request": map[string]any{
+			"number": number,
+			"head":   map[string]string{"ref": branch, "sha": sha},
+			"base":   map[string]string{"ref": "main"},
+		},
+		"repository": map[string]string{"clone_url": repoURL},
+	})
+}
+
+// webhook signs payload with gluebox's webhook secret and delivers it to the front door as a
+// GitHub event.
+func (n *node) webhook(event, delivery string, payload any) {
+	n.t.Helper()
 	secret, err := n.Gluebox("secret", "get", "secret/gluebox/webhook", "secret")
 	if err != nil {
 		n.t.Fatalf("webhook secret: %v: %s", err, secret)
 	}
-	body, _ := json.Marshal(map[string]any{
-		"ref": "refs/heads/main", "before": before, "after": after,
-		"repository": map[string]string{"clone_url": repoURL},
-	})
+	body, _ := json.Marshal(payload)
 	mac := hmac.New(sha256.New, []byte(strings.TrimSpace(secret)))
 	mac.Write(body)
 	f := filepath.Join(n.Root, "hook.json")
 	if err := os.WriteFile(f, body, 0o644); err != nil {
 		n.t.Fatal(err)
 	}
-	out, err := n.Curl("-X", "POST", "-H", "Content-Type: application/json", "-H", "X-GitHub-Event: push",
-		"-H", "X-GitHub-Delivery: "+after, "-H", "X-Hub-Signature-256: sha256="+hex.EncodeToString(mac.Sum(nil)),
+	out, err := n.Curl("-X", "POST", "-H", "Content-Type: application/json", "-H", "X-GitHub-Event: "+event,
+		"-H", "X-GitHub-Delivery: "+delivery, "-H", "X-Hub-Signature-256: sha256="+hex.EncodeToString(mac.Sum(nil)),
 		"--data-binary", "@"+f, "http://"+frontDoor+"/.gluebox/webhook")
 	if err != nil {
 		n.t.Fatalf("webhook delivery: %v: %s", err, out)

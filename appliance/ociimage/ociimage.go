@@ -91,3 +91,53 @@ func WriteTarball(file, ref string, img v1.Image) error {
 	}
 	return nil
 }
+
+// Busybox returns a base image made from a static busybox binary (Debian's busybox-static):
+// /bin/busybox, a /bin/<applet> symlink for each applet, PATH=/bin and "sh" as the command.
+// Tests, benchmarks and offline installs use it as a small real base image for Dockerfiles
+// with RUN steps.
+func Busybox(bin string, applets ...string) (v1.Image, error) {
+	img, err := SingleBinary(bin, "/bin/busybox")
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, a := range applets {
+		if a == "" || strings.ContainsAny(a, "/\x00") {
+			return nil, fmt.Errorf("busybox applet name %q is invalid", a)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []string{"tmp/", "etc/"} {
+		mode := int64(0o755)
+		if d == "tmp/" {
+			mode = 0o1777
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: mode}); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layerBytes := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerBytes)), nil })
+	if err != nil {
+		return nil, err
+	}
+	if img, err = mutate.AppendLayers(img, layer); err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Entrypoint = nil
+	cf.Config.Cmd = []string{"sh"}
+	cf.Config.Env = []string{"PATH=/bin"}
+	return mutate.ConfigFile(img, cf)
+}

@@ -40,7 +40,11 @@ func (s *Server) newGitOps(restCfg *rest.Config, p *platform) (*engine.Engine, s
 			if p.alerting != nil {
 				p.alerting.setUserRules(ctx, raw)
 			}
+			if p.builds != nil {
+				p.builds.follower.SetPlatform(raw)
+			}
 		},
+		Builds: p.buildsFollower(),
 		Logger: s.log,
 	})
 	if err != nil {
@@ -48,6 +52,14 @@ func (s *Server) newGitOps(restCfg *rest.Config, p *platform) (*engine.Engine, s
 	}
 	p.gitops = eng
 	return eng, supervise.Func{N: "gitops", R: eng.Run, Ready: chanReady(eng.Ready())}, nil
+}
+
+// buildsFollower is the engine's Builds, or nil (a nil *Follower in the interface would not be).
+func (p *platform) buildsFollower() engine.Builds {
+	if p.builds == nil {
+		return nil
+	}
+	return p.builds.follower
 }
 
 // newFrontDoor builds the front door: Ingress routing on --http-addr/--https-addr, with the

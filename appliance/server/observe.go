@@ -160,6 +160,9 @@ func (c *glueboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDiskUsed, descDiskTotal, descEnvError, descEnvHealthy, descEnvHeld, descEnvApplied, descRepoError, descRegistry, descBackup, descCertExpiry} {
 		ch <- d
 	}
+	if c.p.builds != nil {
+		c.p.builds.describe(ch)
+	}
 }
 
 func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
@@ -202,6 +205,9 @@ func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
 		if t, err := certExpiry(f); err == nil {
 			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(t.Unix()), name)
 		}
+	}
+	if c.p.builds != nil {
+		c.p.builds.collect(ch)
 	}
 }
 

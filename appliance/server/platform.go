@@ -36,6 +36,7 @@ type platform struct {
 	frontdoor *frontdoor.FrontDoor
 	observe   *observe
 	alerting  *alerting
+	builds    *buildService
 
 	gitopsMu       sync.Mutex
 	gitopsBindings map[string][]kubesync.Binding // namespace → bindings from externalSecret values
@@ -134,6 +135,9 @@ func (p *platform) register(mux *http.ServeMux) {
 	}
 	if p.alerting != nil {
 		p.alerting.register(mux)
+	}
+	if p.builds != nil {
+		p.builds.register(mux)
 	}
 	if p.frontdoor != nil {
 		mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {

@@ -284,6 +284,10 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return nil, err
 	}
+	_, buildComps, err := s.newBuilds(bdl, plat)
+	if err != nil {
+		return nil, err
+	}
 	eng, gitopsComp, err := s.newGitOps(restCfg, plat)
 	if err != nil {
 		return nil, err
@@ -305,7 +309,7 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		obsFirst, obsLast = append(first, alertComps...), last
 	}
 	s.mu.Lock()
-	s.children = append(s.children, ctrd, clusterDNS)
+	s.children = append(s.children, ctrd, clusterDNS, plat.builds.daemon.d)
 	s.plat = plat
 	s.mu.Unlock()
 	published := make(chan struct{})
@@ -341,8 +345,9 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		&localpath.Provisioner{Dir: l.StorageDir(), NodeName: netw.NodeName, Client: cs, Log: s.log.With("component", "local-path")},
 		plat.syncerComponent(),
 		fd,
-		gitopsComp,
 	)
+	comps = append(comps, buildComps...)
+	comps = append(comps, gitopsComp)
 	return append(comps, obsLast...), nil
 }
 

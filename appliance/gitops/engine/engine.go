@@ -36,6 +36,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/gluebox/gluebox/appliance/gitops/apply"
+	"github.com/gluebox/gluebox/appliance/gitops/builds"
 	"github.com/gluebox/gluebox/appliance/gitops/platform"
 	"github.com/gluebox/gluebox/appliance/gitops/render"
 	"github.com/gluebox/gluebox/appliance/gitops/source"
@@ -142,8 +143,22 @@ type Deps struct {
 	// OnPlatform receives platform.yaml's content (nil when the file is absent) after a sync
 	// read it, whenever it differs from the last call's. Optional.
 	OnPlatform func(ctx context.Context, raw []byte)
-	Logger     *slog.Logger
+	// Builds follows the app repositories: it resolves image.tag: <branch> to the newest
+	// successful build, lists the previews to deploy and takes their webhook events.
+	// Optional: without it image tags are used as written and there are no previews.
+	Builds Builds
+	Logger *slog.Logger
 }
+
+// Builds is what the engine needs of appliance/gitops/builds.
+type Builds interface {
+	ResolveTag(repository, tag string) (string, error)
+	Previews(built bool) []builds.Preview
+	HandleEvent(ev webhook.Event) bool
+	CredentialsFor(repoURL string) (path string, ok bool)
+}
+
+var _ Builds = (*builds.Follower)(nil)
 
 // Engine is the GitOps loop.
 type Engine struct {
@@ -267,7 +282,7 @@ func (e *Engine) source(ctx context.Context, rc state.RepoConfig) (*source.Sourc
 	if err != nil {
 		return nil, err
 	}
-	key := rc.URL + "\x00" + rc.Branch + "\x00" + fmt.Sprintf("%x", authFingerprint(auth))
+	key := rc.URL + "\x00" + rc.Branch + "\x00" + auth.Fingerprint()
 	if e.src != nil && e.srcKey == key {
 		return e.src, nil
 	}
@@ -293,28 +308,7 @@ func (e *Engine) credentials(ctx context.Context, path string) (source.Auth, err
 	if err != nil {
 		return source.Auth{}, fmt.Errorf("cannot read repository credentials %s: %w", path, err)
 	}
-	a := source.Auth{
-		Username:         string(v["username"]),
-		Password:         string(v["password"]),
-		Token:            string(v["token"]),
-		SSHKey:           v["ssh-key"],
-		SSHKeyPassphrase: string(v["ssh-key-passphrase"]),
-		KnownHosts:       v["known_hosts"],
-	}
-	if a.Token == "" && a.Password == "" && len(a.SSHKey) == 0 {
-		return source.Auth{}, fmt.Errorf("repository credentials %s hold none of token, password or ssh-key: set one with `gluebox secret set %s token=...`", path, path)
-	}
-	return a, nil
-}
-
-func authFingerprint(a source.Auth) []byte {
-	var b bytes.Buffer
-	for _, s := range []string{a.Username, a.Password, a.Token, string(a.SSHKey), a.SSHKeyPassphrase, string(a.KnownHosts)} {
-		b.WriteString(s)
-		b.WriteByte(0)
-	}
-	sum := sha256.Sum256(b.Bytes())
-	return sum[:8]
+	return source.AuthFromSecret(path, v)
 }
 
 // syncOnce checks the branch head and syncs when it moved, a resync is due or one was asked.
@@ -405,11 +399,29 @@ func (e *Engine) sync(ctx context.Context, src *source.Source, head string) erro
 		return fmt.Errorf("commit %s: %w", short(head), err)
 	}
 	present := map[string]bool{}
+	apps := map[string]bool{}
 	for _, ae := range list {
 		present[ae.App+"/"+ae.Env] = true
-		e.syncEnv(ctx, repo, head, ae.App, ae.Env)
+		apps[ae.App] = true
+		e.syncEnv(ctx, repo, head, ae.App, ae.Env, nil)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+	}
+	if e.deps.Builds != nil {
+		for _, p := range e.deps.Builds.Previews(true) {
+			if !apps[p.App] {
+				continue // previews need the app's folder for their values
+			}
+			if present[p.App+"/"+p.Env()] {
+				e.log.Warn("preview not deployed: an env folder has its name", "app", p.App, "env", p.Env())
+				continue
+			}
+			present[p.App+"/"+p.Env()] = true
+			e.syncEnv(ctx, repo, head, p.App, p.Env(), &p)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
 	}
 	envs, err := e.st.Envs()
@@ -426,12 +438,32 @@ func (e *Engine) sync(ctx context.Context, src *source.Source, head string) erro
 
 func envID(app, env string) string { return app + "/" + env }
 
-// syncEnv renders and applies one environment. Its errors are recorded on the environment,
-// whose running version is left alone.
-func (e *Engine) syncEnv(ctx context.Context, repo fs.FS, head, app, env string) {
+// renderOptions are the options that render app's env (a preview when p is set).
+func (e *Engine) renderOptions(app, env, head string, p *builds.Preview) render.Options {
+	opts := render.Options{App: app, Env: env, Domain: e.cfg.Domain, Commit: head, Registry: e.cfg.Registry}
+	if e.deps.Builds == nil {
+		return opts
+	}
+	opts.ResolveTag = e.deps.Builds.ResolveTag
+	if p != nil {
+		opts.Preview = int(p.Number)
+		digest, resolve := p.Digest, opts.ResolveTag
+		opts.ResolveTag = func(repository, tag string) (string, error) {
+			if repository == app {
+				return digest, nil // a preview runs its pull request's build
+			}
+			return resolve(repository, tag)
+		}
+	}
+	return opts
+}
+
+// syncEnv renders and applies one environment (a preview when p is set). Its errors are
+// recorded on the environment, whose running version is left alone.
+func (e *Engine) syncEnv(ctx context.Context, repo fs.FS, head, app, env string, p *builds.Preview) {
 	log := e.log.With("app", app, "env", env, "commit", short(head))
 	now := e.now()
-	res, err := render.Render(repo, render.Options{App: app, Env: env, Domain: e.cfg.Domain, Commit: head, Registry: e.cfg.Registry})
+	res, err := render.Render(repo, e.renderOptions(app, env, head, p))
 	if err != nil {
 		log.Warn("render failed; the running version is kept", "err", err)
 		_, _ = e.st.UpdateEnv(app, env, func(s *state.Env) {
@@ -481,7 +513,11 @@ func (e *Engine) syncEnv(ctx context.Context, repo fs.FS, head, app, env string)
 	changed := append(append([]string{}, ar.Created...), ar.Configured...)
 	rev := cur.Revision
 	if !unchanged || cur.Revision == 0 {
-		rev, err = e.st.AddRevision(app, env, state.Revision{Commit: head, Digest: res.Digest, AppliedAt: now, Reason: "sync", Manifest: res.Manifest})
+		reason := "sync"
+		if cur.Revision != 0 && cur.Commit == head {
+			reason = "build" // same configuration, new image
+		}
+		rev, err = e.st.AddRevision(app, env, state.Revision{Commit: head, Digest: res.Digest, AppliedAt: now, Reason: reason, Manifest: res.Manifest})
 		if err != nil {
 			log.Error("cannot record revision", "err", err)
 		}
@@ -752,8 +788,12 @@ func (e *Engine) stopHealth() {
 	}
 }
 
-// onEvent triggers a sync when a verified push names the followed repository.
+// onEvent triggers a sync when a verified push names the followed repository, and hands
+// events of app repositories to the builds.
 func (e *Engine) onEvent(ev webhook.Event) {
+	if e.deps.Builds != nil {
+		e.deps.Builds.HandleEvent(ev)
+	}
 	rc, ok, err := e.repoConfig()
 	if err != nil || !ok {
 		return
@@ -774,20 +814,25 @@ func (e *Engine) onEvent(ev webhook.Event) {
 }
 
 // webhookSecret returns the secret that verifies deliveries for repoURL, which must be the
-// followed repository: its credentials' "webhook-secret" key, else the gluebox-wide secret.
+// followed repository or an app repository of platform.yaml: its credentials' "webhook-secret"
+// key, else the gluebox-wide secret.
 func (e *Engine) webhookSecret(repoURL string) ([]byte, bool) {
-	rc, ok, err := e.repoConfig()
-	if err != nil || !ok {
-		return nil, false
+	creds, ok := "", false
+	if rc, set, err := e.repoConfig(); err == nil && set {
+		if want, err := webhook.NormalizeURL(rc.URL); err == nil && want == repoURL {
+			creds, ok = rc.Credentials, true
+		}
 	}
-	want, err := webhook.NormalizeURL(rc.URL)
-	if err != nil || want != repoURL {
+	if !ok && e.deps.Builds != nil {
+		creds, ok = e.deps.Builds.CredentialsFor(repoURL)
+	}
+	if !ok {
 		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if rc.Credentials != "" {
-		if v, err := e.deps.Secrets.Values(ctx, rc.Credentials); err == nil && len(v["webhook-secret"]) > 0 {
+	if creds != "" {
+		if v, err := e.deps.Secrets.Values(ctx, creds); err == nil && len(v["webhook-secret"]) > 0 {
 			return v["webhook-secret"], true
 		}
 	}

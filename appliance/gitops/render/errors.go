@@ -19,7 +19,13 @@ type Error struct {
 	Key string
 	// Reason says what is wrong and, where possible, what would be right.
 	Reason string
+
+	cause error // the caller's error behind Reason, for Unwrap
 }
+
+// Unwrap returns the error behind e when it came from the caller, as an error of
+// Options.ResolveTag does, so that errors.Is and errors.As see it; nil otherwise.
+func (e *Error) Unwrap() error { return e.cause }
 
 func (e *Error) Error() string {
 	var b strings.Builder

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -29,6 +30,36 @@ func overlayFile(overlay string) string { return path.Join(OverlaysDir, overlay,
 func baseFile(app string) string        { return path.Join(AppsDir, app, "base", "base-values.yaml") }
 func envDir(app, env string) string     { return path.Join(AppsDir, app, "envs", env) }
 func envFile(app, env string) string    { return path.Join(envDir(app, env), "values.yaml") }
+
+// previewCommonFile and previewFile are the GlueOps values files of every preview of app and
+// of pull request n's preview.
+func previewCommonFile(app string) string {
+	return path.Join(envDir(app, PreviewsEnv), "common", "values.yaml")
+}
+func previewFile(app string, n int) string {
+	return path.Join(envDir(app, PreviewsEnv), "pull-request-number", strconv.Itoa(n), "values.yaml")
+}
+
+// previewEnvPrefix starts the env name of a pull-request preview.
+const previewEnvPrefix = "pr-"
+
+// PreviewEnv is the env name of the preview of pull request n: "pr-<n>". It names the
+// namespace "<app>-pr-<n>" and so the default hostname "<app>-pr-<n>.<domain>".
+func PreviewEnv(n int) string { return previewEnvPrefix + strconv.Itoa(n) }
+
+// ParsePreviewEnv is the inverse of PreviewEnv: the pull-request number of an env name of the
+// form "pr-<n>", n a positive decimal without leading zeros, and true; otherwise 0 and false.
+func ParsePreviewEnv(env string) (int, bool) {
+	digits, ok := strings.CutPrefix(env, previewEnvPrefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n <= 0 || strconv.Itoa(n) != digits {
+		return 0, false
+	}
+	return n, true
+}
 
 // Namespace is the namespace an app environment runs in: "<app>-<env>".
 func Namespace(app, env string) string { return app + "-" + env }

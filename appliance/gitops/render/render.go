@@ -10,6 +10,11 @@
 //
 // An env folder may instead hold plain manifests or a kustomization.yaml (see SourceOf); the
 // same checks apply to what they produce.
+//
+// A pull-request preview (Options.Preview) is rendered like an environment "pr-<n>" that has
+// no env folder: the chart with the values of apps/<app>/envs/previews (see
+// MergePreviewValues). Image tags may be resolved to digests by the caller
+// (Options.ResolveTag), which keeps the lookup, and any network, outside this package.
 package render
 
 import (
@@ -55,9 +60,14 @@ const ReservedValuesKey = "gluebox"
 type Options struct {
 	// App is the folder under apps/.
 	App string
-	// Env is the folder under apps/<app>/envs/.
+	// Env is the folder under apps/<app>/envs/, or PreviewEnv(Preview) for a preview.
 	Env string
-	// Overlay names the env-overlay; "" chooses it with OverlayFor, "-" uses none.
+	// Preview is the pull-request number of a preview environment; 0 means Env is an env
+	// folder. A preview needs no env folder: it is always rendered with the chart, from the
+	// values of MergePreviewValues, in the namespace Namespace(App, PreviewEnv(Preview)).
+	Preview int
+	// Overlay names the env-overlay; "" chooses it with OverlayFor (for a preview,
+	// OverlayFor(repo, "previews")), "-" uses none.
 	Overlay string
 	// Domain is the DNS suffix of default hostnames, <app>-<env>.<Domain>; "" means an
 	// enabled ingress must name its hosts.
@@ -69,6 +79,12 @@ type Options struct {
 	Registry string
 	// Chart is the chart to render, with Chart.yaml at its root; nil means assets.AppChart().
 	Chart fs.FS
+	// ResolveTag, if not nil, turns the image tag of a chart-rendered app whose deployment is
+	// enabled and whose image is in the built-in registry (image.registry empty) into the tag
+	// or "sha256:<hex>" digest the chart renders. It gets image.repository (the app name if
+	// empty) and image.tag as a string, possibly "". An error stops the render and is
+	// reported as an *Error at image.tag. Nil renders image.tag as it is.
+	ResolveTag func(repository, tag string) (string, error)
 }
 
 // Result is one rendered environment.
@@ -78,10 +94,15 @@ type Result struct {
 	Namespace string `json:"namespace"`
 	// Source says how the env folder was rendered.
 	Source Source `json:"source"`
-	// Merged holds the values files used and their merge, before chart defaults. Pass
-	// Merged.Values to kubesync.BindingsFromValues for the externalSecret bindings. Nil unless
-	// Source is SourceChart.
+	// Merged holds the values files used and their merge, before chart defaults and before
+	// ResolveTag. Pass Merged.Values to kubesync.BindingsFromValues for the externalSecret
+	// bindings. Nil unless Source is SourceChart.
 	Merged *Merged `json:"merged"`
+	// Image is the container image the chart runs, "registry/repository:tag" or
+	// "registry/repository@sha256:<hex>" (no registry if neither image.registry nor
+	// Options.Registry is set), with the tag ResolveTag returned, built as the built-in chart
+	// builds it. Empty unless Source is SourceChart and deployment.enabled is true.
+	Image string `json:"image,omitempty"`
 	// Objects are the rendered objects, all in Namespace, sorted by kind then name.
 	Objects []*unstructured.Unstructured `json:"-"`
 	// Manifest is Objects as a YAML stream, for history and display.
@@ -96,6 +117,13 @@ var commitRE = regexp.MustCompile(`^[0-9a-fA-F]{4,64}$`)
 // Render renders app's env in the repository repo. Bad input gets an *Error (or several,
 // joined) naming the file, line and key where it applies.
 func Render(repo fs.FS, opts Options) (*Result, error) {
+	if opts.Preview < 0 {
+		return nil, &Error{Reason: fmt.Sprintf("preview %d is invalid: a pull-request number is positive", opts.Preview)}
+	}
+	if opts.Preview > 0 && opts.Env != PreviewEnv(opts.Preview) {
+		return nil, &Error{Reason: fmt.Sprintf("env %q is not the env of preview %d: it must be %q",
+			opts.Env, opts.Preview, PreviewEnv(opts.Preview))}
+	}
 	if err := ValidateNames(opts.App, opts.Env); err != nil {
 		return nil, err
 	}
@@ -109,17 +137,22 @@ func Render(repo fs.FS, opts Options) (*Result, error) {
 	}
 	ns := Namespace(opts.App, opts.Env)
 
-	src, err := SourceOf(repo, opts.App, opts.Env)
-	if err != nil {
-		return nil, err
+	src := SourceChart
+	if opts.Preview == 0 {
+		var err error
+		if src, err = SourceOf(repo, opts.App, opts.Env); err != nil {
+			return nil, err
+		}
 	}
 	var (
 		objs   []*unstructured.Unstructured
 		merged *Merged
+		image  string
+		err    error
 	)
 	switch src {
 	case SourceChart:
-		merged, objs, err = renderChart(repo, opts, ns)
+		merged, objs, image, err = renderChart(repo, opts, ns)
 	case SourceKustomize:
 		objs, err = buildKustomization(repo, opts.App, opts.Env)
 	case SourceManifests:
@@ -145,7 +178,7 @@ func Render(repo fs.FS, opts Options) (*Result, error) {
 		return a.GetName() < b.GetName()
 	})
 
-	res := &Result{App: opts.App, Env: opts.Env, Namespace: ns, Source: src, Merged: merged, Objects: objs}
+	res := &Result{App: opts.App, Env: opts.Env, Namespace: ns, Source: src, Merged: merged, Image: image, Objects: objs}
 	if res.Manifest, err = manifest(objs); err != nil {
 		return nil, err
 	}
@@ -155,23 +188,29 @@ func Render(repo fs.FS, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// renderChart merges the values files and renders the chart with them.
-func renderChart(repo fs.FS, opts Options, ns string) (*Merged, []*unstructured.Unstructured, error) {
+// renderChart merges the values files and renders the chart with them. It also returns the
+// image of the deployment, "" if none.
+func renderChart(repo fs.FS, opts Options, ns string) (*Merged, []*unstructured.Unstructured, string, error) {
 	chartFS := opts.Chart
 	if chartFS == nil {
 		chartFS = assets.AppChart()
 	}
 	chrt, err := loadChart(chartFS)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	merged, err := MergeValues(repo, opts.App, opts.Env, opts.Overlay)
+	var merged *Merged
+	if opts.Preview > 0 {
+		merged, err = MergePreviewValues(repo, opts.App, opts.Preview, opts.Overlay)
+	} else {
+		merged, err = MergeValues(repo, opts.App, opts.Env, opts.Overlay)
+	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	schema, err := checkLayers(chrt, merged.Layers)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 
 	vals := deepCopy(merged.Values).(map[string]any)
@@ -185,23 +224,114 @@ func renderChart(repo fs.FS, opts Options, ns string) (*Merged, []*unstructured.
 		Name: opts.App, Namespace: ns, IsInstall: true, Revision: 1,
 	}, nil, true)
 	if err != nil {
-		return nil, nil, &Error{Reason: "merged values: " + strings.TrimSpace(err.Error())}
+		return nil, nil, "", &Error{Reason: "merged values: " + strings.TrimSpace(err.Error())}
 	}
+	final, _ := top["Values"].(chartutil.Values)
 	if schema != nil {
-		final, _ := top["Values"].(chartutil.Values)
 		if errs := schema.check(&Layer{File: "", Values: final.AsMap()}); len(errs) > 0 {
 			for _, e := range errs {
 				e.(*Error).Reason = "after merging with the chart defaults: " + e.(*Error).Reason
 			}
-			return nil, nil, errors.Join(errs...)
+			return nil, nil, "", errors.Join(errs...)
 		}
+	}
+	image, err := resolveImage(final, merged.Layers, opts)
+	if err != nil {
+		return nil, nil, "", err
 	}
 	files, err := engine.Render(chrt, top)
 	if err != nil {
-		return nil, nil, &Error{Reason: "chart: " + strings.TrimSpace(err.Error())}
+		return nil, nil, "", &Error{Reason: "chart: " + strings.TrimSpace(err.Error())}
 	}
 	objs, err := decodeRendered(chrt.Name(), files)
-	return merged, objs, err
+	return merged, objs, image, err
+}
+
+// resolveImage works out the image the chart will run from its final values, as the
+// built-in chart's "app.image" does, after replacing image.tag in vals with what
+// opts.ResolveTag returns when the image is in the built-in registry. It returns "" when the
+// deployment is disabled, and leaves a missing tag for the chart to report.
+func resolveImage(vals map[string]any, layers []Layer, opts Options) (string, error) {
+	deploy, _ := asMap(vals["deployment"])
+	if enabled, _ := deploy["enabled"].(bool); !enabled {
+		return "", nil
+	}
+	img, _ := asMap(vals["image"])
+	reg, _ := img["registry"].(string)
+	repository, _ := img["repository"].(string)
+	if repository == "" {
+		repository = opts.App
+	}
+	tag := valueString(img["tag"])
+	if opts.ResolveTag != nil && reg == "" {
+		resolved, err := opts.ResolveTag(repository, tag)
+		if err != nil {
+			e := &Error{Key: "image.tag", Reason: err.Error(), cause: err}
+			e.File, e.Line = tagSetBy(layers)
+			return "", e
+		}
+		withTag := make(map[string]any, len(img)+1)
+		for k, v := range img {
+			withTag[k] = v
+		}
+		withTag["tag"] = resolved
+		vals["image"] = withTag
+		tag = strings.TrimSpace(resolved)
+	}
+	if tag == "" {
+		return "", nil
+	}
+	if reg == "" {
+		reg = opts.Registry
+	}
+	ref := repository
+	if reg != "" {
+		ref = strings.TrimSuffix(reg, "/") + "/" + repository
+	}
+	if strings.HasPrefix(tag, "sha256:") {
+		return ref + "@" + tag, nil
+	}
+	return ref + ":" + tag, nil
+}
+
+// tagSetBy finds the file and line of the image.tag in effect: the last layer that sets it,
+// unless a later one deletes the whole image map. "" if the chart's default is in effect.
+func tagSetBy(layers []Layer) (file string, line int) {
+	for i := len(layers) - 1; i >= 0; i-- {
+		v, ok := layers[i].Values["image"]
+		if !ok {
+			continue
+		}
+		img, isMap := v.(map[string]any)
+		if !isMap {
+			return "", 0 // image: null
+		}
+		if _, ok := img["tag"]; ok {
+			return layers[i].File, lineOf(layers[i].node, []string{"image", "tag"})
+		}
+	}
+	return "", 0
+}
+
+func asMap(v any) (map[string]any, bool) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, true
+	case chartutil.Values:
+		return m, true
+	}
+	return nil, false
+}
+
+// valueString formats a values scalar as the chart's toString does; null is "".
+func valueString(v any) string {
+	switch t := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return strings.TrimSpace(t)
+	}
+	return strings.TrimSpace(fmt.Sprint(v))
 }
 
 // checkLayers checks each values file on its own, so that an error names the file and line,

@@ -90,6 +90,17 @@ func TestGoldenMergeAndRender(t *testing.T) {
 				}
 				out := fmt.Sprintf("# source: %s\n# namespace: %s\n# digest: %s\n%s", res.Source, res.Namespace, res.Digest, res.Manifest)
 				golden(t, filepath.Join(sc, ae.App+"-"+ae.Env+".render.yaml"), []byte(out))
+
+				// Image is what the Deployment runs, built the same way in Go as in the chart.
+				var deployed string
+				for _, o := range res.Objects {
+					if o.GetKind() == "Deployment" && src == SourceChart {
+						deployed = containerImage(t, res, o.GetName())
+					}
+				}
+				if res.Image != deployed {
+					t.Errorf("Image = %q; the Deployment runs %q", res.Image, deployed)
+				}
 			})
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -52,23 +53,61 @@ func MergeValues(repo fs.FS, app, env, overlay string) (*Merged, error) {
 	if !ok {
 		return nil, &Error{File: envDir(app, env), Reason: fmt.Sprintf("app %q has no environment %q", app, env)}
 	}
+	if overlay, err = chooseOverlay(repo, env, overlay); err != nil {
+		return nil, err
+	}
+	return mergeFiles(repo, overlay, baseFile(app), envFile(app, env))
+}
+
+// MergePreviewValues reads the values files of the preview of pull request n of app in repo
+// in GlueOps order (common → env-overlays/<overlay> → apps/<app>/base →
+// apps/<app>/envs/previews/common → apps/<app>/envs/previews/pull-request-number/<n>) and
+// merges them. Missing files are skipped, but the app folder must exist; the preview has no
+// env folder of its own. overlay "" means OverlayFor(repo, "previews"), which falls back to
+// nonprod; "-" means no overlay.
+func MergePreviewValues(repo fs.FS, app string, n int, overlay string) (*Merged, error) {
+	if n <= 0 {
+		return nil, &Error{Reason: fmt.Sprintf("pull-request number %d is invalid: it must be positive", n)}
+	}
+	if err := ValidateNames(app, PreviewEnv(n)); err != nil {
+		return nil, err
+	}
+	appDir := path.Join(AppsDir, app)
+	ok, err := exists(repo, appDir)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, &Error{File: appDir, Reason: fmt.Sprintf("there is no app %q to preview", app)}
+	}
+	if overlay, err = chooseOverlay(repo, PreviewsEnv, overlay); err != nil {
+		return nil, err
+	}
+	return mergeFiles(repo, overlay, baseFile(app), previewCommonFile(app), previewFile(app, n))
+}
+
+// chooseOverlay turns the overlay argument of MergeValues into an overlay name, "" for none.
+func chooseOverlay(repo fs.FS, env, overlay string) (string, error) {
 	switch overlay {
 	case "":
-		if overlay, err = OverlayFor(repo, env); err != nil {
-			return nil, err
-		}
+		return OverlayFor(repo, env)
 	case "-":
-		overlay = ""
-	default:
-		if errs := validationLabel(overlay); errs != "" {
-			return nil, &Error{Reason: fmt.Sprintf("overlay name %q is invalid: %s", overlay, errs)}
-		}
+		return "", nil
 	}
+	if errs := validationLabel(overlay); errs != "" {
+		return "", &Error{Reason: fmt.Sprintf("overlay name %q is invalid: %s", overlay, errs)}
+	}
+	return overlay, nil
+}
+
+// mergeFiles merges common, the overlay's file (which must exist if overlay is not "") and
+// then the app's files, skipping those that do not exist.
+func mergeFiles(repo fs.FS, overlay string, appFiles ...string) (*Merged, error) {
 	files := []string{CommonValuesFile}
 	if overlay != "" {
 		files = append(files, overlayFile(overlay))
 	}
-	files = append(files, baseFile(app), envFile(app, env))
+	files = append(files, appFiles...)
 
 	m := &Merged{Overlay: overlay, Values: map[string]any{}}
 	var errs []error

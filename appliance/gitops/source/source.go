@@ -112,6 +112,35 @@ type Auth struct {
 	KnownHosts []byte
 }
 
+// AuthFromSecret reads repository credentials from the values of a secret-store entry
+// (path names it in errors): keys token, or username + password, or ssh-key (with
+// ssh-key-passphrase when it is encrypted) and known_hosts.
+func AuthFromSecret(path string, v map[string][]byte) (Auth, error) {
+	a := Auth{
+		Username:         string(v["username"]),
+		Password:         string(v["password"]),
+		Token:            string(v["token"]),
+		SSHKey:           v["ssh-key"],
+		SSHKeyPassphrase: string(v["ssh-key-passphrase"]),
+		KnownHosts:       v["known_hosts"],
+	}
+	if a.Token == "" && a.Password == "" && len(a.SSHKey) == 0 {
+		return Auth{}, fmt.Errorf("repository credentials %s hold none of token, password or ssh-key: set one with `gluebox secret set %s token=...`", path, path)
+	}
+	return a, nil
+}
+
+// Fingerprint is a short hash of the credentials, to tell whether they changed without
+// keeping a second copy of them.
+func (a Auth) Fingerprint() string {
+	h := sha256.New()
+	for _, s := range []string{a.Username, a.Password, a.Token, string(a.SSHKey), a.SSHKeyPassphrase, string(a.KnownHosts)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
 func (a Auth) isSSH() bool { return len(a.SSHKey) > 0 }
 
 // Validate reports configuration mistakes with what is wrong and how to fix it.
@@ -355,6 +384,59 @@ func (s *Source) ListRefs(ctx context.Context) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Refs is one ref listing of a repository, as a builder needs it.
+type Refs struct {
+	// Default is the branch the remote's HEAD points to, or "" when it does not say.
+	Default string
+	// Branches maps branch short names ("main", "feature/x") to commit SHAs.
+	Branches map[string]string
+	// Reviews maps pull/merge-request numbers to the SHA of refs/pull/<n>/head
+	// (GitHub, Gitea, Forgejo) or refs/merge-requests/<n>/head (GitLab).
+	Reviews map[int64]string
+}
+
+// Refs lists the repository's branches, its default branch and its review heads in one
+// ref advertisement round trip; no objects are fetched.
+func (s *Source) Refs(ctx context.Context) (Refs, error) {
+	refs, err := s.listRefs(ctx)
+	if err != nil {
+		return Refs{}, err
+	}
+	out := Refs{Branches: map[string]string{}, Reviews: map[int64]string{}}
+	for _, r := range refs {
+		name := r.Name()
+		if name == plumbing.HEAD {
+			if r.Type() == plumbing.SymbolicReference && r.Target().IsBranch() {
+				out.Default = r.Target().Short()
+			}
+			continue
+		}
+		if r.Type() != plumbing.HashReference {
+			continue
+		}
+		switch {
+		case name.IsBranch():
+			out.Branches[name.Short()] = r.Hash().String()
+		case isReviewHead(name.String()):
+			if n, ok := reviewNumber(name.String()); ok {
+				out.Reviews[n] = r.Hash().String()
+			}
+		}
+	}
+	return out, nil
+}
+
+// reviewNumber returns n of refs/pull/<n>/head or refs/merge-requests/<n>/head.
+func reviewNumber(name string) (int64, bool) {
+	for _, p := range []string{"refs/pull/", "refs/merge-requests/"} {
+		if rest, ok := strings.CutPrefix(name, p); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(rest, "/head"), 10, 64)
+			return n, err == nil && n > 0
+		}
+	}
+	return 0, false
 }
 
 // isReviewHead matches refs/pull/<n>/head (GitHub, Gitea/Forgejo) and

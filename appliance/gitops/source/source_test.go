@@ -224,6 +224,18 @@ func TestListRefs(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ListRefs (-want +got):\n%s", diff)
 	}
+	refs, err := s.Refs(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefs := source.Refs{
+		Default:  "main",
+		Branches: map[string]string{"main": main, "feature": feat},
+		Reviews:  map[int64]string{7: feat, 3: main},
+	}
+	if diff := cmp.Diff(wantRefs, refs); diff != "" {
+		t.Errorf("Refs (-want +got):\n%s", diff)
+	}
 }
 
 func TestErrors(t *testing.T) {
