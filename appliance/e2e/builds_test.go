@@ -150,6 +150,20 @@ func TestBuilds(t *testing.T) {
 		t.Fatalf("broken build's log does not say what is wrong:\n%s", logs)
 	}
 	n.serves(host, "/", "shop v2", 10*time.Second)
+	n.Eventually("the failed build's log in the logs store", time.Minute, func() error {
+		out, err := n.Gluebox("logs", "--query", "source:=build app:=shop build:="+broken.ID, "--grep", "unknown instruction", "--since", "30m")
+		if err != nil || !strings.Contains(out, "unknown instruction") {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	n.Eventually("the failure counted in gluebox_build_failures_total", 90*time.Second, func() error {
+		out, err := n.Gluebox("metrics", "query", `gluebox_build_failures_total{app="shop"}`)
+		if err != nil || !strings.Contains(out, " 1 @") {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
 
 	// Pull request 7 from branch feature: its own environment with its own code.
 	app.Branch = "feature"

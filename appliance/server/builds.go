@@ -74,6 +74,7 @@ func (s *Server) newBuilds(bdl bundle.Dir, p *platform) (*buildService, []superv
 		Registry:        s.cfg.RegistryAddr,
 		PollInterval:    s.cfg.PollInterval,
 		PreviewBranches: s.cfg.PreviewBranches,
+		Domain:          s.cfg.Domain,
 		PreviewTTL:      s.cfg.PreviewTTL,
 	}, builds.Deps{
 		Queue:   q,

@@ -66,6 +66,8 @@ type Config struct {
 	// standing for the pull-request number: "preview/*" makes branch preview/7 the preview
 	// pr-7. Empty means branches never make previews (pull-request refs and webhooks do).
 	PreviewBranches string
+	// Domain is the DNS suffix of preview hostnames, for the links of commit statuses.
+	Domain string
 	// PreviewTTL removes a preview whose head has not moved for this long, so a missed close
 	// event does not keep it forever. Zero means 7 days; negative means never.
 	PreviewTTL time.Duration
@@ -109,7 +111,10 @@ type Deps struct {
 	// OnChange is called (from the Follower's goroutines; it must not block) when what the
 	// engine renders may have changed: a build succeeded, a preview appeared or went away.
 	OnChange func()
-	Logger   *slog.Logger
+	// StatusPoster posts commit statuses for apps whose platform.yaml entry asks for them.
+	// Nil means the forges' real APIs.
+	StatusPoster StatusPoster
+	Logger       *slog.Logger
 }
 
 // Preview is one pull request's preview environment.
@@ -148,10 +153,11 @@ type AppStatus struct {
 
 // Follower follows the app repositories. See the package doc.
 type Follower struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
-	kick chan struct{}
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	kick   chan struct{}
+	poster StatusPoster
 
 	mu       sync.Mutex
 	apps     []platform.App
@@ -197,12 +203,15 @@ func New(cfg Config, deps Deps) (*Follower, error) {
 	if deps.OnChange == nil {
 		deps.OnChange = func() {}
 	}
+	if deps.StatusPoster == nil {
+		deps.StatusPoster = forgeStatus{}
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "git"), 0o700); err != nil {
 		return nil, fmt.Errorf("builds: cannot create %s: %w", cfg.Dir, err)
 	}
 	f := &Follower{
 		cfg: cfg, deps: deps, log: deps.Logger.With("component", "builds"),
-		kick:  make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), poster: deps.StatusPoster,
 		state: map[string]*appState{}, previews: map[string]*Preview{},
 		seen: map[string]string{}, closed: map[string]string{}, polled: map[string]bool{},
 	}
@@ -615,6 +624,7 @@ func (f *Follower) ensureBuild(a platform.App, src *source.Source, key, sha stri
 		return
 	}
 	log.Info("build queued", "build", rec.ID, "branch", key, "commit", short(sha))
+	f.postStatus(a, rec)
 }
 
 // HandleEvent takes a verified webhook event. It reports whether the event was for an app
@@ -693,10 +703,17 @@ func (f *Follower) CredentialsFor(repoURL string) (path string, ok bool) {
 	return "", false
 }
 
-// BuildFinished is the queue's finish hook: a successful build may move environments.
+// BuildFinished is the queue's finish hook: a successful build may move environments, and
+// the build is reported on its commit when the app asks for that.
 func (f *Follower) BuildFinished(r build.Record) {
 	if r.Status == build.StatusSucceeded {
 		f.deps.OnChange()
+	}
+	f.mu.Lock()
+	a, ok := findApp(f.apps, r.App)
+	f.mu.Unlock()
+	if ok && r.SupersededBy == "" {
+		f.postStatus(a, r)
 	}
 }
 

@@ -4,18 +4,23 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gluebox/gluebox/appliance/build"
+	"github.com/gluebox/gluebox/appliance/gitops/platform"
 	"github.com/gluebox/gluebox/appliance/gitops/source/gittest"
 	"github.com/gluebox/gluebox/appliance/gitops/webhook"
 )
@@ -384,5 +389,92 @@ func TestCredentialsAndBadRepository(t *testing.T) {
 	fx.f.SetPlatform([]byte("apps: [{name: Bad_Name}]\n")) // refused: the apps stay as they were
 	if apps := fx.f.Apps(); len(apps) != 1 || apps[0].Name != "shop" {
 		t.Fatalf("a bad platform.yaml replaced the apps: %+v", apps)
+	}
+}
+
+// fakeForge is a forge's commit-status API: it records what was posted.
+type fakeForge struct {
+	mu    sync.Mutex
+	posts []map[string]string
+	paths []string
+	auth  []string
+}
+
+func (ff *fakeForge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body map[string]string
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	ff.mu.Lock()
+	ff.posts = append(ff.posts, body)
+	ff.paths = append(ff.paths, r.URL.Path)
+	ff.auth = append(ff.auth, r.Header.Get("Authorization"))
+	ff.mu.Unlock()
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (ff *fakeForge) states() []string {
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	var out []string
+	for _, p := range ff.posts {
+		out = append(out, p["state"])
+	}
+	return out
+}
+
+func TestCommitStatusesWithPreviewLink(t *testing.T) {
+	forge := &fakeForge{}
+	srv := httptest.NewServer(forge)
+	t.Cleanup(srv.Close)
+	fx := newFixture(t, Config{Domain: "apps.example"})
+	fx.f.deps.Secrets = memSecrets{"secret/git/shop": {"token": []byte("t0ken")}}
+	fx.git.Commit(map[string]string{"Dockerfile": "FROM busybox\n"}, "main")
+	fx.f.SetPlatform([]byte("apps:\n  - name: shop\n    repo: " + fx.git.URL() + "\n    credentials: secret/git/shop\n    status: {provider: github, api: '" + srv.URL + "'}\n"))
+	fx.poll()
+	fx.git.Branch = "feature"
+	c := fx.git.Commit(map[string]string{"app.txt": "pr"}, "pr")
+	fx.git.SetRef("refs/pull/9/head", c)
+	fx.poll()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(forge.states()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	forge.mu.Lock()
+	defer forge.mu.Unlock()
+	if len(forge.posts) != 4 {
+		t.Fatalf("posted %d statuses, want 4 (pending and success for main and for pr 9): %v", len(forge.posts), forge.posts)
+	}
+	var preview map[string]string
+	for i, p := range forge.posts {
+		if !strings.HasPrefix(forge.paths[i], "/repos/repo/statuses/") || forge.auth[i] != "token t0ken" || p["context"] != StatusContext {
+			t.Errorf("post %d: %s %q %v", i, forge.paths[i], forge.auth[i], p)
+		}
+		if forge.paths[i] == "/repos/repo/statuses/"+c && p["state"] == "success" {
+			preview = p
+		}
+	}
+	if preview == nil || preview["target_url"] != "https://shop-pr-9.apps.example/" {
+		t.Fatalf("the pull request's success status %v does not link to its preview", preview)
+	}
+}
+
+func TestCommitStatusSettingsAreChecked(t *testing.T) {
+	for _, bad := range []string{
+		"status: {provider: bitbucket}\n    credentials: secret/x",
+		"status: {provider: github, api: 'ftp://x'}\n    credentials: secret/x",
+		"status: {provider: github}",
+	} {
+		if _, err := platform.Parse([]byte("apps:\n  - name: shop\n    repo: https://git.example/a/b.git\n    " + bad + "\n")); err == nil {
+			t.Errorf("platform.yaml with %q was accepted", bad)
+		}
+	}
+	for repo, want := range map[string]string{
+		"https://github.com/acme/shop.git":           "github.com acme/shop",
+		"git@gitlab.example:grp/sub/shop":            "gitlab.example grp/sub/shop",
+		"ssh://git@gitea.example:2222/acme/shop.git": "gitea.example acme/shop",
+	} {
+		h, p, err := repoHostPath(repo)
+		if err != nil || h+" "+p != want {
+			t.Errorf("repoHostPath(%q) = %q %q %v, want %s", repo, h, p, err, want)
+		}
 	}
 }

@@ -23,7 +23,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -63,7 +65,22 @@ type App struct {
 	Previews *bool `yaml:"previews"`
 	// Credentials is a secret-store path ("secret/...") or "".
 	Credentials string `yaml:"credentials"`
+	// Status, when set, reports builds as commit statuses (with the preview URL for pull
+	// requests) through the forge's API, with the credentials' token. Off by default.
+	Status *CommitStatus `yaml:"status"`
 }
+
+// CommitStatus says where builds are reported.
+type CommitStatus struct {
+	// Provider is github, gitea, forgejo or gitlab.
+	Provider string `yaml:"provider"`
+	// API is the forge's API base URL; empty means https://api.github.com for github and
+	// https://<repo host>/api/v1 (gitea, forgejo) or /api/v4 (gitlab) for the others.
+	API string `yaml:"api"`
+}
+
+// StatusProviders are the forges whose commit-status API gluebox speaks.
+var StatusProviders = []string{"github", "gitea", "forgejo", "gitlab"}
 
 // Environment says where an environment runs.
 type Environment struct {
@@ -123,6 +140,19 @@ func Parse(data []byte) (*Platform, error) {
 		for _, f := range []struct{ key, val string }{{"dockerfile", a.Dockerfile}, {"context", a.Context}} {
 			if f.val != "" && (path.IsAbs(f.val) || strings.HasPrefix(path.Clean(f.val), "..")) {
 				errs = append(errs, fmt.Errorf("%s.%s %q must be a path inside the repository", where, f.key, f.val))
+			}
+		}
+		if st := a.Status; st != nil {
+			if !slices.Contains(StatusProviders, st.Provider) {
+				errs = append(errs, fmt.Errorf("%s.status.provider %q is not one of %s", where, st.Provider, strings.Join(StatusProviders, ", ")))
+			}
+			if st.API != "" {
+				if u, err := url.Parse(st.API); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+					errs = append(errs, fmt.Errorf("%s.status.api %q is not an http(s) URL", where, st.API))
+				}
+			}
+			if a.Credentials == "" {
+				errs = append(errs, fmt.Errorf("%s.status needs credentials with a token (credentials: secret/...)", where))
 			}
 		}
 		for _, b := range a.Branches {
