@@ -92,7 +92,7 @@ test: build
 test-unit: bundle
 	$(GO) test -count=1 -short ./...
 
-# bench prints the performance figures; BENCH_ARGS="-only registry" (or node, gitops, metrics, logs, secrets) runs one group.
+# bench prints the performance figures; BENCH_ARGS="-only registry" (or node, gitops, builds, metrics, logs, secrets) runs one group.
 bench: build
 	$(GO) run ./bench -gluebox bin/gluebox $(BENCH_ARGS)
 

@@ -21,7 +21,7 @@ import (
 func main() {
 	bin := flag.String("gluebox", "bin/gluebox", "gluebox binary to measure")
 	idle := flag.Duration("idle", 60*time.Second, "how long the node idles before its memory is measured")
-	only := flag.String("only", "", "run only this group: node, gitops, registry, secrets, metrics, logs")
+	only := flag.String("only", "", "run only this group: node, gitops, builds, registry, secrets, metrics, logs")
 	flag.Parse()
 	abs, _ := filepath.Abs(*bin)
 	// Distribution logs every request through logrus; the figures are what matters here.
@@ -53,6 +53,7 @@ func groups(bin string, idle time.Duration) []group {
 	gs := []group{
 		{"node", func(w io.Writer) error { return nodeBench(w, bin, idle) }},
 		{"gitops", func(w io.Writer) error { return runGitOps(w, bin) }},
+		{"builds", func(w io.Writer) error { return runBuilds(w, bin) }},
 	}
 	return append(gs, componentGroups()...)
 }

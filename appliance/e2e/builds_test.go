@@ -3,27 +3,15 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gluebox/gluebox/appliance/build"
-	"github.com/gluebox/gluebox/appliance/ociimage"
 )
 
-// shopDockerfile is the sample app: a two-stage build whose first stage runs a RUN step on the
-// imported busybox and whose second serves the result with busybox httpd.
-const shopDockerfile = `FROM busybox AS build
-ARG FLAVOUR=plain
-COPY message.txt /src/message.txt
-RUN mkdir -p /www && cat /src/message.txt > /www/index.html && echo "$FLAVOUR on $(uname -s)" > /www/build.txt
-
-FROM busybox
-COPY --from=build /www /www
-EXPOSE 8080
-CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
-`
 
 const shopValues = `image:
   tag: main
@@ -39,23 +27,6 @@ service:
 ingress:
   enabled: true
 `
-
-// importBusybox imports Debian's static busybox as docker.io/library/busybox:latest, so
-// `FROM busybox` resolves offline through the built-in registry.
-func (n *node) importBusybox() {
-	n.t.Helper()
-	img, err := ociimage.Busybox("/bin/busybox", "sh", "cat", "echo", "mkdir", "uname", "httpd")
-	if err != nil {
-		n.t.Fatalf("busybox base image (apt-get install busybox-static): %v", err)
-	}
-	file := filepath.Join(n.Root, "busybox.tar")
-	if err := ociimage.WriteTarball(file, "busybox:latest", img); err != nil {
-		n.t.Fatal(err)
-	}
-	if out, err := n.Gluebox("image", "import", file); err != nil || !strings.Contains(out, "library/busybox:latest@sha256:") {
-		n.t.Fatalf("image import: %v\n%s", err, out)
-	}
-}
 
 // builds lists the builds of app's branch, newest first.
 func (n *node) builds(app, branch string) []build.Record {
@@ -95,9 +66,18 @@ func (n *node) buildOf(app, branch, commit string, timeout time.Duration) build.
 // push moves it; a broken Dockerfile fails with a readable log and changes nothing; pull
 // request 7 gets its own environment serving the pull request's code until it is closed.
 func TestBuilds(t *testing.T) {
+	// The sample app: a two-stage build whose first stage runs a RUN step on the imported
+	// busybox and whose second serves the result with busybox httpd.
+	df, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "apps", "shop", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shopDockerfile := string(df)
 	n := newNode(t)
 	n.Start("--poll-interval", "2s", "--resync-interval", "30s")
-	n.importBusybox()
+	if err := n.ImportBusybox(); err != nil {
+		t.Fatal(err)
+	}
 
 	app := n.gitServer()
 	c1 := app.Commit(map[string]string{"Dockerfile": shopDockerfile, "message.txt": "shop v1\n"}, "v1")

@@ -319,3 +319,22 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// ImportBusybox imports a base image made from the host's static busybox (Debian's
+// busybox-static, /bin/busybox) as docker.io/library/busybox:latest with `gluebox image
+// import`, so Dockerfiles saying `FROM busybox` build offline through the built-in registry.
+func (n *Node) ImportBusybox() error {
+	img, err := ociimage.Busybox("/bin/busybox", "sh", "cat", "echo", "mkdir", "uname", "httpd", "sleep", "ls")
+	if err != nil {
+		return fmt.Errorf("busybox base image (apt-get install busybox-static): %w", err)
+	}
+	file := filepath.Join(n.Root, "busybox.tar")
+	defer os.Remove(file)
+	if err := ociimage.WriteTarball(file, "busybox:latest", img); err != nil {
+		return err
+	}
+	if out, err := n.Gluebox("image", "import", file); err != nil || !strings.Contains(out, "library/busybox:latest@sha256:") {
+		return fmt.Errorf("image import: %v\n%s", err, out)
+	}
+	return nil
+}
