@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,18 +20,11 @@ import (
 // imported busybox) and measures: the cold first build (buildkitd starting, nothing cached),
 // the warm build of a one-line change (cache hits for the unchanged steps), and a one-line
 // change from `git push` + webhook to the new version answering through the front door.
-func runBuilds(w io.Writer, bin string) (err error) {
-	t := &benchT{}
-	defer t.close()
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(benchFailure)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("%s", f.msg)
-		}
-	}()
+func runBuilds(w io.Writer, bin string) error {
+	return withBenchT(func(t *benchT) error { return buildsBench(w, t, bin) })
+}
+
+func buildsBench(w io.Writer, t *benchT, bin string) error {
 	df, err := os.ReadFile(filepath.Join("testdata", "apps", "shop", "Dockerfile"))
 	if err != nil {
 		return err
@@ -69,20 +61,7 @@ ingress: {enabled: true}
 	}, "shop")
 	client := n.HTTPClient()
 	serving := func(want string, timeout time.Duration) error {
-		return testnode.Eventually(timeout, func() error {
-			req, _ := http.NewRequest("GET", "http://127.0.0.1:18080/", nil)
-			req.Host = "shop-prod.gluebox.local"
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			if strings.TrimSpace(string(b)) != want {
-				return fmt.Errorf("got %q", b)
-			}
-			return nil
-		})
+		return frontDoorServes(client, "shop-prod.gluebox.local", "/", want, timeout)
 	}
 	buildOf := func(commit string) (build.Record, error) {
 		var rec build.Record

@@ -48,22 +48,48 @@ func (t *benchT) close() {
 	}
 }
 
-func runGitOps(w io.Writer, bin string) (err error) {
+// withBenchT runs f with a benchT, turning its Fatalf into f's error and running its
+// cleanups when f returns.
+func withBenchT(f func(t *benchT) error) (err error) {
 	t := &benchT{}
 	defer t.close()
 	defer func() {
 		if r := recover(); r != nil {
-			f, ok := r.(benchFailure)
+			bf, ok := r.(benchFailure)
 			if !ok {
 				panic(r)
 			}
-			err = fmt.Errorf("%s", f.msg)
+			err = fmt.Errorf("%s", bf.msg)
 		}
 	}()
-	if err := pollCost(w, t); err != nil {
-		return err
-	}
-	return commitToServing(w, t, bin)
+	return f(t)
+}
+
+// frontDoorServes polls the node's front door until host answers path with want.
+func frontDoorServes(client *http.Client, host, path, want string, timeout time.Duration) error {
+	return testnode.Eventually(timeout, func() error {
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:18080"+path, nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if strings.TrimSpace(string(b)) != want {
+			return fmt.Errorf("got %q", b)
+		}
+		return nil
+	})
+}
+
+func runGitOps(w io.Writer, bin string) error {
+	return withBenchT(func(t *benchT) error {
+		if err := pollCost(w, t); err != nil {
+			return err
+		}
+		return commitToServing(w, t, bin)
+	})
 }
 
 // pollCost measures the CPU that checking 50 unchanged repositories every 15 s for a minute
@@ -144,20 +170,7 @@ ingress: {enabled: true}
 	}
 	client := n.HTTPClient()
 	serving := func(want string, timeout time.Duration) error {
-		return testnode.Eventually(timeout, func() error {
-			req, _ := http.NewRequest("GET", "http://127.0.0.1:18080/env?name=GREETING", nil)
-			req.Host = "hello-prod.gluebox.local"
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			if strings.TrimSpace(string(b)) != want {
-				return fmt.Errorf("got %q", b)
-			}
-			return nil
-		})
+		return frontDoorServes(client, "hello-prod.gluebox.local", "/env?name=GREETING", want, timeout)
 	}
 	start := time.Now()
 	if err := serving("v0", 5*time.Minute); err != nil {
