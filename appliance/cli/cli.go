@@ -121,6 +121,7 @@ func NewRoot() *cobra.Command {
 		newImageCmd(g),
 		newBuildCmd(g),
 		newPreviewsCmd(g),
+		newConsoleCmd(g),
 	)
 	for _, c := range extraCommands(g) {
 		root.AddCommand(c)

@@ -162,6 +162,27 @@ spec:
 		t.Fatalf("a bad expression was not refused clearly: %v: %s", err, out)
 	}
 
+	// VictoriaMetrics' own query UI, through the console behind its login.
+	consoleCA := filepath.Join(n.DataDir, "pki", "console", "console-ca.crt")
+	jar := filepath.Join(n.Root, "console-cookies")
+	vmui := "https://127.0.0.1:8443/metrics/vmui/"
+	if out, err := n.Curl("--cacert", consoleCA, vmui); err == nil {
+		t.Fatalf("the metrics UI answered without a login: %s", out)
+	}
+	pw, err := n.Gluebox("console", "password")
+	if err != nil {
+		t.Fatalf("console password: %v: %s", err, pw)
+	}
+	if out, err := n.Curl("--cacert", consoleCA, "-c", jar, "--data-urlencode", "password="+pw, "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:8443/login"); err != nil || out != "303" {
+		t.Fatalf("console login: %v: %s", err, out)
+	}
+	if out, err := n.Curl("--cacert", consoleCA, "-b", jar, vmui); err != nil || !strings.Contains(strings.ToLower(out), "<html") {
+		t.Fatalf("metrics UI after login: %v: %.300s", err, out)
+	}
+	if out, err := n.Curl("--cacert", consoleCA, "-b", jar, "https://127.0.0.1:8443/metrics/prometheus/api/v1/query?query=up"); err != nil || !strings.Contains(out, `"status":"success"`) {
+		t.Fatalf("metrics UI's query API after login: %v: %.300s", err, out)
+	}
+
 	// A crash-looping workload fires PodCrashLooping; the fix resolves it.
 	n.Apply(`
 apiVersion: apps/v1

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/console"
 	"github.com/gluebox/gluebox/appliance/frontdoor"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/registry"
@@ -37,6 +38,7 @@ type platform struct {
 	observe   *observe
 	alerting  *alerting
 	builds    *buildService
+	console   *console.Console
 
 	gitopsMu       sync.Mutex
 	gitopsBindings map[string][]kubesync.Binding // namespace → bindings from externalSecret values
@@ -138,6 +140,9 @@ func (p *platform) register(mux *http.ServeMux) {
 	}
 	if p.builds != nil {
 		p.builds.register(mux)
+	}
+	if p.console != nil {
+		p.registerConsole(mux)
 	}
 	if p.frontdoor != nil {
 		mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {

@@ -348,7 +348,17 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	)
 	comps = append(comps, buildComps...)
 	comps = append(comps, gitopsComp)
-	return append(comps, obsLast...), nil
+	comps = append(comps, obsLast...)
+	con, err := s.newConsole(plat)
+	if err != nil {
+		return nil, err
+	}
+	return append(comps, supervise.Func{N: "console", R: func(ctx context.Context) error {
+		if err := ensureConsolePassword(ctx, plat); err != nil {
+			s.log.Warn("cannot create the console password; logins fail until it exists", "path", ConsolePasswordPath, "err", err)
+		}
+		return con.Run(ctx)
+	}, Ready: con.WaitReady}), nil
 }
 
 func (s *Server) network() (kube.ClusterNetwork, error) {
@@ -384,6 +394,7 @@ func (s *Server) ports() []hostcheck.Port {
 		{Addr: "127.0.0.1:10256", Why: "kube-proxy healthz"},
 		{Addr: "127.0.0.1:10249", Why: "kube-proxy metrics"},
 		{Addr: s.cfg.RegistryAddr, Flag: "--registry-addr", Why: "OCI registry"},
+		{Addr: s.cfg.ConsoleAddr, Flag: "--console-addr", Why: "web console"},
 	}
 }
 
