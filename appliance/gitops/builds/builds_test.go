@@ -478,3 +478,23 @@ func TestCommitStatusSettingsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+func TestOddBranchNamesGetValidTags(t *testing.T) {
+	fx := newFixture(t, Config{})
+	fx.git.Commit(map[string]string{"Dockerfile": "FROM busybox\n"}, "main")
+	const branch = "Fix/Ünïcode+odd#name"
+	fx.git.Branch = branch
+	c := fx.git.Commit(map[string]string{"app.txt": "x"}, "odd")
+	fx.platform("    branches: ['" + branch + "']\n")
+	fx.poll()
+	bs := fx.builds(branch)
+	if len(bs) != 1 || bs[0].Status != build.StatusSucceeded || bs[0].Commit != c {
+		t.Fatalf("builds of %q: %+v", branch, bs)
+	}
+	if got := bs[0].Refs[1]; got != "127.0.0.1:5000/shop:"+build.SanitizeTag(branch) || strings.ContainsAny(strings.TrimPrefix(got, "127.0.0.1:5000/shop:"), "/+#Ü") {
+		t.Fatalf("branch tag %q is not a valid sanitized tag", got)
+	}
+	if d, err := fx.f.ResolveTag("shop", branch); err != nil || d != bs[0].Digest {
+		t.Fatalf("ResolveTag(%q) = %q, %v", branch, d, err)
+	}
+}
