@@ -373,6 +373,11 @@ type AlertmanagerConfig struct {
 	Retention time.Duration
 	// CPUs is how many cores Alertmanager may use at once (GOMAXPROCS; default 1).
 	CPUs int
+	// Limits are the hard limits the kernel enforces on Alertmanager's cgroup (see
+	// supervise.Limits). They apply only with Limits.CgroupParent set (the server uses
+	// <cgroup root>/children); then zero values mean DefaultMemoryLimit and DefaultCPULimit,
+	// negative ones no limit.
+	Limits supervise.Limits
 	// ExtraFlags override or add Alertmanager flags by name without the dashes, e.g.
 	// {"log.level": "debug"}; they win over gluebox's values.
 	ExtraFlags map[string]string
@@ -397,6 +402,9 @@ func (c AlertmanagerConfig) Validate() error {
 	if c.Retention < 0 || c.CPUs < 0 {
 		return errors.New("alerts: Retention and CPUs must not be negative")
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("alerts: alertmanager %w", err)
+	}
 	return c.Notify.Validate()
 }
 
@@ -410,6 +418,7 @@ func (c *AlertmanagerConfig) defaults() {
 	if c.CPUs == 0 {
 		c.CPUs = 1
 	}
+	c.Limits = defaultLimits(c.Limits)
 }
 
 // ConfigFile is the generated alertmanager.yml.
@@ -489,6 +498,7 @@ func NewAlertmanager(cfg AlertmanagerConfig, log *slog.Logger) (*Alertmanager, e
 		Dir:     cfg.Dir,
 		LogFile: cfg.LogFile,
 		Ready:   func(ctx context.Context) error { return victoria.Health(ctx, ready) },
+		Limits:  cfg.Limits,
 	}, log)
 	return a, nil
 }

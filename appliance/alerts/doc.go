@@ -12,7 +12,9 @@
 // both after VictoriaMetrics (and VictoriaLogs when log rules are used). While they run,
 // Alertmanager.Apply replaces the notification routing and VMAlert.SetUserRules the user's
 // rules; both check the new configuration with the real program before it replaces the old
-// one, and a rejected change leaves the old one running.
+// one, and a rejected change leaves the old one running. With Limits.CgroupParent set in their
+// Config, each program runs in a cgroup of its own with hard limits (DefaultMemoryLimit,
+// DefaultCPULimit), OOM-killed and restarted above its memory limit.
 //
 // Rules. Each user rule becomes its own vmalert group, so an invalid rule is dropped alone:
 // ValidateUserRules checks what gluebox can check itself, Check runs `vmalert -dryRun` (which

@@ -251,9 +251,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 			for _, c := range st.Components {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.State, c.Since.Format("15:04:05"), c.Error)
 			}
-			fmt.Fprintln(w, "\nCHILD\tSTATE\tPID\tRESTARTS")
+			fmt.Fprintln(w, "\nCHILD\tSTATE\tPID\tRESTARTS\tMEMORY\tOOM KILLS")
 			for _, c := range st.Children {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", c.Name, c.State, c.PID, c.Restarts)
+				mem := "-"
+				switch {
+				case c.MemoryLimit > 0:
+					mem = fmt.Sprintf("%d/%d MiB", c.MemoryUsage>>20, c.MemoryLimit>>20)
+				case c.MemoryUsage > 0:
+					mem = fmt.Sprintf("%d MiB", c.MemoryUsage>>20)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%d\n", c.Name, c.State, c.PID, c.Restarts, mem, c.OOMKills)
 			}
 			fmt.Fprintln(w)
 			keys := make([]string, 0, len(st.Versions))

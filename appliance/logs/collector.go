@@ -64,6 +64,12 @@ type CollectorConfig struct {
 	// MemoryBytes bounds vlagent's caches (default 64 MiB); CPUs is its GOMAXPROCS (default 1).
 	MemoryBytes int64
 	CPUs        int
+	// Limits are the hard limits the kernel enforces on vlagent's cgroup (see
+	// supervise.Limits). They apply only with Limits.CgroupParent set (the server uses
+	// <cgroup root>/children); then a zero Limits.MemoryBytes means max(2 × MemoryBytes,
+	// DefaultMinMemoryLimit), 256 MiB by default, and a zero Limits.CPU means
+	// DefaultCollectorCPULimit (half a core); negative values mean no limit.
+	Limits supervise.Limits
 	// ExtraFlags override or add vlagent flags by name without the dash.
 	ExtraFlags map[string]string
 }
@@ -85,6 +91,9 @@ func (c CollectorConfig) Validate() error {
 		return fmt.Errorf("logs: collector Port %d is not a TCP port", c.Port)
 	case c.MaxQueueBytes < 0 || c.MemoryBytes < 0 || c.CPUs < 0:
 		return errors.New("logs: collector MaxQueueBytes, MemoryBytes and CPUs must not be negative")
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("logs: collector %w", err)
 	}
 	if u, err := url.Parse(c.StoreURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("logs: collector StoreURL %q is not an http(s) URL", c.StoreURL)
@@ -113,6 +122,7 @@ func (c *CollectorConfig) defaults() {
 	if c.CPUs == 0 {
 		c.CPUs = DefaultCPUs
 	}
+	c.Limits = defaultLimits(c.Limits, max(2*c.MemoryBytes, DefaultMinMemoryLimit), DefaultCollectorCPULimit)
 }
 
 // CheckpointsFile is where vlagent keeps the read offset of every log file.
@@ -184,6 +194,7 @@ func NewCollector(cfg CollectorConfig, log *slog.Logger) (*Collector, error) {
 		Ready:   func(ctx context.Context) error { return victoria.Health(ctx, health) },
 		// On SIGTERM vlagent writes its checkpoints and flushes its queue to disk.
 		StopTimeout: 30 * time.Second,
+		Limits:      cfg.Limits,
 	}, log.With("component", "logs-collector"))
 	return c, nil
 }

@@ -12,7 +12,10 @@
 // the oldest per-day partitions once the data passes it, -retentionPeriod drops data by age,
 // and -storage.minFreeDiskSpaceBytes stops ingestion before the filesystem fills. The collector's
 // queue for a store that is down is bounded by -remoteWrite.maxDiskUsagePerURL. Memory is bounded
-// by -memory.allowedBytes (caches) and CPU by GOMAXPROCS; neither is a hard cgroup limit.
+// softly by -memory.allowedBytes (caches) and CPU by GOMAXPROCS; with Limits.CgroupParent set in
+// Config or CollectorConfig, the kernel also enforces hard limits on the program's cgroup (see
+// their Limits fields): above the memory limit it is OOM-killed and restarted, so neither
+// program can starve the node.
 package logs
 
 import (
@@ -37,6 +40,13 @@ const (
 	DefaultMinFreeDisk = 512 << 20
 	DefaultMemoryBytes = 256 << 20
 	DefaultCPUs        = 1
+	// DefaultMinMemoryLimit is the smallest default hard memory limit of VictoriaLogs and
+	// vlagent; they idle at ~19 and ~13 MiB RSS (README "Performance"), and the limit counts
+	// page cache too.
+	DefaultMinMemoryLimit = 256 << 20
+	// DefaultCollectorCPULimit is vlagent's default CPU limit in cores: tailing and shipping
+	// lines is light, and it queues on disk when it falls behind.
+	DefaultCollectorCPULimit = 0.5
 )
 
 // Config configures the log store. Every zero value means the documented default, except
@@ -62,6 +72,12 @@ type Config struct {
 	MemoryBytes int64
 	// CPUs is how many cores it may use at once (GOMAXPROCS; default 1).
 	CPUs int
+	// Limits are the hard limits the kernel enforces on VictoriaLogs' cgroup (see
+	// supervise.Limits). They apply only with Limits.CgroupParent set (the server uses
+	// <cgroup root>/children); then a zero Limits.MemoryBytes means max(2 × MemoryBytes,
+	// DefaultMinMemoryLimit), 512 MiB by default, and a zero Limits.CPU means CPUs cores;
+	// negative values mean no limit.
+	Limits supervise.Limits
 	// ExtraFlags override or add VictoriaLogs flags by name without the dash; they win over
 	// gluebox's values.
 	ExtraFlags map[string]string
@@ -87,6 +103,9 @@ func (c Config) Validate() error {
 	if c.DiskBudget < 0 || c.MinFreeDisk < 0 || c.MemoryBytes < 0 || c.CPUs < 0 {
 		return errors.New("logs: DiskBudget, MinFreeDisk, MemoryBytes and CPUs must not be negative")
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("logs: %w", err)
+	}
 	return nil
 }
 
@@ -106,6 +125,21 @@ func (c *Config) defaults() {
 	if c.CPUs == 0 {
 		c.CPUs = DefaultCPUs
 	}
+	c.Limits = defaultLimits(c.Limits, max(2*c.MemoryBytes, DefaultMinMemoryLimit), float64(c.CPUs))
+}
+
+// defaultLimits fills the zero memory and CPU limits of l with the given defaults when l has a
+// CgroupParent (without one there are no limits).
+func defaultLimits(l supervise.Limits, memory int64, cpu float64) supervise.Limits {
+	if l.CgroupParent != "" {
+		if l.MemoryBytes == 0 {
+			l.MemoryBytes = memory
+		}
+		if l.CPU == 0 {
+			l.CPU = cpu
+		}
+	}
+	return l
 }
 
 // DataDir is where VictoriaLogs keeps the lines.
@@ -156,6 +190,7 @@ func New(cfg Config, log *slog.Logger) (*Logs, error) {
 		LogFile:     cfg.LogFile,
 		Ready:       func(ctx context.Context) error { return victoria.Health(ctx, health) },
 		StopTimeout: 30 * time.Second,
+		Limits:      cfg.Limits,
 	}, log.With("component", "logs"))
 	return l, nil
 }

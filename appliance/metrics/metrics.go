@@ -14,8 +14,11 @@
 // -storage.minFreeDiskSpaceBytes from the filesystem's free space and the data dir's current
 // size so that VictoriaMetrics stops accepting new samples (read-only mode, queries keep
 // working) once its data would grow past the budget, never letting free space fall below
-// MinFreeDisk. Old data then leaves by retention. Memory is bounded by -memory.allowedBytes (the
-// caches VictoriaMetrics sizes itself from) and CPU by GOMAXPROCS; neither is a hard cgroup limit.
+// MinFreeDisk. Old data then leaves by retention. Memory is bounded softly by
+// -memory.allowedBytes (the caches VictoriaMetrics sizes itself from) and CPU by GOMAXPROCS; with
+// Config.Limits.CgroupParent set, the kernel also enforces hard limits on its cgroup (by default
+// twice the cache budget, at least 256 MiB, and CPUs cores): above the memory limit it is
+// OOM-killed and restarted, so a runaway query cannot starve the node.
 package metrics
 
 import (
@@ -42,6 +45,9 @@ const (
 	DefaultMemoryBytes    = 256 << 20
 	DefaultCPUs           = 1
 	DefaultScrapeInterval = 15 * time.Second
+	// DefaultMinMemoryLimit is the smallest default hard memory limit: VictoriaMetrics idles
+	// at ~84 MiB RSS (README "Performance") and the limit counts page cache too.
+	DefaultMinMemoryLimit = 256 << 20
 	// DefaultLatencyOffset replaces VictoriaMetrics' 30s -search.latencyOffset: with one local
 	// scraper there is no delayed remote writer to wait for, and a fresh series should be
 	// queryable within one scrape interval.
@@ -72,6 +78,12 @@ type Config struct {
 	MemoryBytes int64
 	// CPUs is how many cores it may use at once (GOMAXPROCS; default 1).
 	CPUs int
+	// Limits are the hard limits the kernel enforces on VictoriaMetrics' cgroup (see
+	// supervise.Limits). They apply only with Limits.CgroupParent set (the server uses
+	// <cgroup root>/children); then a zero Limits.MemoryBytes means max(2 × MemoryBytes,
+	// DefaultMinMemoryLimit), 512 MiB by default, and a zero Limits.CPU means CPUs cores;
+	// negative values mean no limit.
+	Limits supervise.Limits
 	// ScrapeInterval is how often every target is scraped (default 15s).
 	ScrapeInterval time.Duration
 	// Targets says what to scrape.
@@ -104,6 +116,9 @@ func (c Config) Validate() error {
 	if c.ScrapeInterval != 0 && c.ScrapeInterval < time.Second {
 		return fmt.Errorf("metrics: ScrapeInterval %s is shorter than 1s", c.ScrapeInterval)
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	return c.Targets.validate()
 }
 
@@ -125,6 +140,14 @@ func (c *Config) defaults() {
 	}
 	if c.ScrapeInterval == 0 {
 		c.ScrapeInterval = DefaultScrapeInterval
+	}
+	if c.Limits.CgroupParent != "" {
+		if c.Limits.MemoryBytes == 0 {
+			c.Limits.MemoryBytes = max(2*c.MemoryBytes, DefaultMinMemoryLimit)
+		}
+		if c.Limits.CPU == 0 {
+			c.Limits.CPU = float64(c.CPUs)
+		}
 	}
 }
 
@@ -189,6 +212,7 @@ func New(cfg Config, log *slog.Logger) (*Metrics, error) {
 		Ready:   func(ctx context.Context) error { return victoria.Health(ctx, health) },
 		// VictoriaMetrics flushes in-memory parts on SIGTERM; give it time on a slow disk.
 		StopTimeout: 30 * time.Second,
+		Limits:      cfg.Limits,
 	}, log)
 	return m, nil
 }

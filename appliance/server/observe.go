@@ -63,6 +63,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	o.logs, err = logs.New(logs.Config{
 		Binary: bdl.Bin("victoria-logs"), Dir: l.LogsDir(), LogFile: filepath.Join(l.LogDir(), "victoria-logs.log"),
 		Retention: s.cfg.LogsRetention, DiskBudget: s.cfg.LogsDiskBudget,
+		Limits: supervise.Limits{CgroupParent: s.childCgroup()},
 	}, s.log.With("component", "victoria-logs"))
 	if err != nil {
 		return fail(err)
@@ -70,6 +71,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	o.metrics, err = metrics.New(metrics.Config{
 		Binary: bdl.Bin("victoria-metrics"), Dir: l.MetricsDir(), LogFile: filepath.Join(l.LogDir(), "victoria-metrics.log"),
 		Retention: s.cfg.MetricsRetention, DiskBudget: s.cfg.MetricsDiskBudget,
+		Limits: supervise.Limits{CgroupParent: s.childCgroup()},
 		Targets: metrics.Targets{
 			Kubelet:    net.JoinHostPort(netw.NodeIP.String(), "10250"),
 			NodeName:   netw.NodeName,
@@ -90,6 +92,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	o.collector, err = logs.NewCollector(logs.CollectorConfig{
 		Binary: bdl.Bin("vlagent"), Dir: l.Join("logs-collector"), LogFile: filepath.Join(l.LogDir(), "vlagent.log"),
 		Kubeconfig: certs.SupervisorKubecfg, StoreURL: o.logs.InsertURL(),
+		Limits: supervise.Limits{CgroupParent: s.childCgroup()},
 	}, s.log.With("component", "vlagent"))
 	if err != nil {
 		return fail(err)
@@ -132,6 +135,10 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	}
 	return o, first, []supervise.Component{kubeState, o.collector}, nil
 }
+
+// childCgroup is where the observability children get cgroups of their own with hard limits:
+// <cgroup root>/children, beside the kubelet's pods (<cgroup root>/kubepods), not inside them.
+func (s *Server) childCgroup() string { return s.layout.CgroupRoot() + "/children" }
 
 // glueboxCollector exports gluebox's own state at scrape time: disk use of the data dir,
 // GitOps environments, registry size, backups and certificate expiry. The default alert rules

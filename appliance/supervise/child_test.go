@@ -20,7 +20,12 @@ func runChild(t *testing.T, cfg ChildConfig) (*Child, context.CancelFunc, <-chan
 	if cfg.Name == "" {
 		cfg.Name = "test-child"
 	}
-	c := NewChild(cfg, slog.New(slog.DiscardHandler))
+	return startChild(t, NewChild(cfg, slog.New(slog.DiscardHandler)))
+}
+
+// startChild runs c as runChild does.
+func startChild(t *testing.T, c *Child) (*Child, context.CancelFunc, <-chan error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	returned := make(chan struct{})
