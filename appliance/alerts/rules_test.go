@@ -24,7 +24,7 @@ func TestDefaultRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"BackupTooOld", "BuildFailingRepeatedly", "CertificateExpiringSoon", "DeploymentNotAvailable",
-		"GlueboxHeartbeat", "NoVerifiedBackup", "NodeDiskAlmostFull", "NodeDiskFilling", "NodeDiskPressure", "NodeMemoryPressure",
+		"GlueboxHeartbeat", "MetricsRetentionShortened", "NoVerifiedBackup", "NodeDiskAlmostFull", "NodeDiskFilling", "NodeDiskPressure", "NodeMemoryPressure", "ObservabilityDiskBudgetNearlyFull",
 		"PodCrashLooping", "PodNotReady", "RegistryDiskHigh", "SyncFailing"}
 	var names []string
 	metricRE := regexp.MustCompile(`\b(kube_[a-z_]+|gluebox_[a-z_]+)\b`)

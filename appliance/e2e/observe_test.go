@@ -162,6 +162,17 @@ spec:
 		t.Fatalf("a bad expression was not refused clearly: %v: %s", err, out)
 	}
 
+	n.Eventually("the stores' retention and disk use exported for the budget alerts", 90*time.Second, func() error {
+		out, err := n.Gluebox("metrics", "query", `gluebox_observability_retention_seconds{store="metrics", kind="effective"}`)
+		if err != nil || !strings.Contains(out, " 2592000 @") {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		if out, err = n.Gluebox("metrics", "query", `gluebox_observability_disk_bytes{store="logs"} > 0`); err != nil || !strings.Contains(out, "gluebox_observability_disk_bytes") {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+
 	// VictoriaMetrics' own query UI, through the console behind its login.
 	consoleCA := filepath.Join(n.DataDir, "pki", "console", "console-ca.crt")
 	jar := filepath.Join(n.Root, "console-cookies")

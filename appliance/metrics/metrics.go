@@ -9,13 +9,15 @@
 // layer, through Client and UIHandler) imports it.
 //
 // Budgets. VictoriaMetrics single-node drops data by age only (-retentionPeriod); it has no
-// "keep at most N bytes" setting. The disk budget is therefore enforced in two ways: the data
-// dir's size is reported by DiskUsage for status and alerts, and New derives
-// -storage.minFreeDiskSpaceBytes from the filesystem's free space and the data dir's current
-// size so that VictoriaMetrics stops accepting new samples (read-only mode, queries keep
-// working) once its data would grow past the budget, never letting free space fall below
-// MinFreeDisk. Old data then leaves by retention. Memory is bounded softly by
-// -memory.allowedBytes (the caches VictoriaMetrics sizes itself from) and CPU by GOMAXPROCS; with
+// "keep at most N bytes" setting. The disk budget is therefore enforced by age: every
+// BudgetCheckInterval the data dir is measured, and above 90 % of DiskBudget the retention is
+// shortened in proportion and VictoriaMetrics restarted with it, so the oldest samples go
+// first (budget.go, NextRetention); it grows back when usage falls. As a last guard,
+// -storage.minFreeDiskSpaceBytes is derived from the filesystem's free space and the data
+// dir's size so that VictoriaMetrics stops accepting new samples (read-only mode, queries keep
+// working) rather than grow past the budget, never letting free space fall below MinFreeDisk.
+// Memory is bounded softly by -memory.allowedBytes (the caches VictoriaMetrics sizes itself
+// from) and CPU by GOMAXPROCS; with
 // Config.Limits.CgroupParent set, the kernel also enforces hard limits on its cgroup (by default
 // twice the cache budget, at least 256 MiB, and CPUs cores): above the memory limit it is
 // OOM-killed and restarted, so a runaway query cannot starve the node.
@@ -31,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gluebox/gluebox/appliance/internal/victoria"
@@ -86,6 +89,9 @@ type Config struct {
 	Limits supervise.Limits
 	// ScrapeInterval is how often every target is scraped (default 15s).
 	ScrapeInterval time.Duration
+	// BudgetCheckInterval is how often the samples are measured against DiskBudget (default
+	// 5m); see NextRetention.
+	BudgetCheckInterval time.Duration
 	// Targets says what to scrape.
 	Targets Targets
 	// ExtraFlags override or add VictoriaMetrics flags by name without the dash, e.g.
@@ -141,6 +147,9 @@ func (c *Config) defaults() {
 	if c.ScrapeInterval == 0 {
 		c.ScrapeInterval = DefaultScrapeInterval
 	}
+	if c.BudgetCheckInterval <= 0 {
+		c.BudgetCheckInterval = DefaultBudgetCheckInterval
+	}
 	if c.Limits.CgroupParent != "" {
 		if c.Limits.MemoryBytes == 0 {
 			c.Limits.MemoryBytes = max(2*c.MemoryBytes, DefaultMinMemoryLimit)
@@ -159,8 +168,14 @@ func (c Config) ScrapeFile() string { return filepath.Join(c.Dir, "scrape.yaml")
 
 // Metrics runs VictoriaMetrics. Use New, then Run; WaitReady tells when it serves.
 type Metrics struct {
-	cfg   Config
-	child *supervise.Child
+	cfg    Config
+	log    *slog.Logger
+	first  *supervise.Child // readiness is the first start's
+	retune chan time.Duration
+
+	mu        sync.Mutex
+	child     *supervise.Child
+	retention time.Duration // effective; see budget.go
 }
 
 // New validates cfg, creates the directories, writes the scrape configuration and prepares the
@@ -184,6 +199,23 @@ func New(cfg Config, log *slog.Logger) (*Metrics, error) {
 	if err := writeFileAtomic(cfg.ScrapeFile(), scrape); err != nil {
 		return nil, fmt.Errorf("metrics: cannot write scrape config: %w", err)
 	}
+	m := &Metrics{cfg: cfg, log: log, retune: make(chan time.Duration, 1), retention: loadRetention(cfg)}
+	if m.retention < cfg.Retention {
+		log.Warn("metrics retention is shortened to fit the disk budget", "retention", m.retention, "configured", cfg.Retention)
+	}
+	child, err := m.newChild(m.retention)
+	if err != nil {
+		return nil, err
+	}
+	m.child, m.first = child, child
+	return m, nil
+}
+
+// newChild prepares VictoriaMetrics with the given retention, and the free-space floor that
+// keeps its data inside the budget.
+func (m *Metrics) newChild(retention time.Duration) (*supervise.Child, error) {
+	cfg := m.cfg
+	cfg.Retention = retention
 	minFree := uint64(cfg.MinFreeDisk)
 	if cfg.DiskBudget > 0 {
 		free, err := victoria.FreeBytes(cfg.DataDir())
@@ -196,13 +228,12 @@ func New(cfg Config, log *slog.Logger) (*Metrics, error) {
 		}
 		minFree = MinFreeForBudget(free, uint64(used), uint64(cfg.DiskBudget), minFree)
 		if used >= cfg.DiskBudget {
-			log.Warn("metrics data is over its disk budget; VictoriaMetrics starts read-only until retention frees space",
+			m.log.Warn("metrics data is over its disk budget; VictoriaMetrics is read-only until retention frees space",
 				"used", used, "budget", cfg.DiskBudget)
 		}
 	}
-	m := &Metrics{cfg: cfg}
 	health := m.URL() + "/health"
-	m.child = supervise.NewChild(supervise.ChildConfig{
+	return supervise.NewChild(supervise.ChildConfig{
 		Name:    "victoria-metrics",
 		Path:    cfg.Binary,
 		Args:    Args(cfg, minFree),
@@ -213,8 +244,25 @@ func New(cfg Config, log *slog.Logger) (*Metrics, error) {
 		// VictoriaMetrics flushes in-memory parts on SIGTERM; give it time on a slow disk.
 		StopTimeout: 30 * time.Second,
 		Limits:      cfg.Limits,
-	}, log)
-	return m, nil
+	}, m.log), nil
+}
+
+func (m *Metrics) currentChild() *supervise.Child {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.child
+}
+
+// replaceChild prepares the next VictoriaMetrics with retention r (the old one has stopped).
+func (m *Metrics) replaceChild(r time.Duration) error {
+	c, err := m.newChild(r)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.child, m.retention = c, r
+	m.mu.Unlock()
+	return nil
 }
 
 // Args returns VictoriaMetrics' command line for cfg (after defaults) with the given
@@ -249,14 +297,10 @@ var _ supervise.Component = (*Metrics)(nil)
 // Name implements supervise.Component.
 func (m *Metrics) Name() string { return "victoria-metrics" }
 
-// Run implements supervise.Component: it runs VictoriaMetrics until ctx ends and returns nil
-// then, or an error when it keeps dying.
-func (m *Metrics) Run(ctx context.Context) error { return m.child.Run(ctx) }
-
 // WaitReady implements supervise.Component: it returns once /health has answered OK.
 func (m *Metrics) WaitReady(ctx context.Context) error {
 	select {
-	case <-m.child.Ready():
+	case <-m.first.Ready():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -264,7 +308,7 @@ func (m *Metrics) WaitReady(ctx context.Context) error {
 }
 
 // State reports the child's state for `gluebox status`.
-func (m *Metrics) State() supervise.ChildState { return m.child.State() }
+func (m *Metrics) State() supervise.ChildState { return m.currentChild().State() }
 
 // URL is the base URL VictoriaMetrics serves on, e.g. http://127.0.0.1:8428.
 func (m *Metrics) URL() string {

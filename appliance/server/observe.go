@@ -37,11 +37,12 @@ import (
 // observe is the observability stack: VictoriaLogs (store), VictoriaMetrics (store and
 // scraper), vlagent (container log collector) and gluebox's own metrics endpoint.
 type observe struct {
-	metrics   *metrics.Metrics
-	logs      *logs.Logs
-	collector *logs.Collector
-	selfL     net.Listener
-	registry  *prometheus.Registry
+	metrics    *metrics.Metrics
+	logs       *logs.Logs
+	collector  *logs.Collector
+	selfL      net.Listener
+	registry   *prometheus.Registry
+	logsBudget int64
 	// history gives dashboards their deploy annotations (the GitOps engine).
 	history dashboards.History
 }
@@ -55,7 +56,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cannot open gluebox's metrics listener: %w", err)
 	}
-	o := &observe{selfL: selfL, registry: prometheus.NewRegistry()}
+	o := &observe{selfL: selfL, registry: prometheus.NewRegistry(), logsBudget: s.cfg.LogsDiskBudget}
 	fail := func(err error) (*observe, []supervise.Component, []supervise.Component, error) {
 		selfL.Close()
 		return nil, nil, nil, err
@@ -151,20 +152,23 @@ type glueboxCollector struct {
 }
 
 var (
-	descDiskUsed   = prometheus.NewDesc("gluebox_disk_used_bytes", "Bytes used on the file system of the data dir.", []string{"mount"}, nil)
-	descDiskTotal  = prometheus.NewDesc("gluebox_disk_total_bytes", "Size of the file system of the data dir.", []string{"mount"}, nil)
-	descEnvError   = prometheus.NewDesc("gluebox_gitops_env_error", "1 when the last sync of an environment failed.", []string{"app", "env"}, nil)
-	descEnvHealthy = prometheus.NewDesc("gluebox_gitops_env_healthy", "1 when an environment is healthy.", []string{"app", "env"}, nil)
-	descEnvHeld    = prometheus.NewDesc("gluebox_gitops_env_held", "1 when an environment is held by a rollback.", []string{"app", "env"}, nil)
-	descEnvApplied = prometheus.NewDesc("gluebox_gitops_env_last_applied_timestamp_seconds", "When an environment was last applied (deploy annotations).", []string{"app", "env", "commit"}, nil)
-	descRepoError  = prometheus.NewDesc("gluebox_gitops_repo_error", "1 when the last check or sync of the deployment-configurations repository failed.", nil, nil)
-	descRegistry   = prometheus.NewDesc("gluebox_registry_disk_bytes", "Bytes the built-in registry stores.", nil, nil)
-	descBackup     = prometheus.NewDesc("gluebox_backup_last_verified_timestamp_seconds", "When the newest verified secret-store backup was made.", nil, nil)
-	descCertExpiry = prometheus.NewDesc("gluebox_cert_expiry_timestamp_seconds", "When a certificate gluebox issued expires.", []string{"name"}, nil)
+	descDiskUsed     = prometheus.NewDesc("gluebox_disk_used_bytes", "Bytes used on the file system of the data dir.", []string{"mount"}, nil)
+	descDiskTotal    = prometheus.NewDesc("gluebox_disk_total_bytes", "Size of the file system of the data dir.", []string{"mount"}, nil)
+	descEnvError     = prometheus.NewDesc("gluebox_gitops_env_error", "1 when the last sync of an environment failed.", []string{"app", "env"}, nil)
+	descEnvHealthy   = prometheus.NewDesc("gluebox_gitops_env_healthy", "1 when an environment is healthy.", []string{"app", "env"}, nil)
+	descEnvHeld      = prometheus.NewDesc("gluebox_gitops_env_held", "1 when an environment is held by a rollback.", []string{"app", "env"}, nil)
+	descEnvApplied   = prometheus.NewDesc("gluebox_gitops_env_last_applied_timestamp_seconds", "When an environment was last applied (deploy annotations).", []string{"app", "env", "commit"}, nil)
+	descRepoError    = prometheus.NewDesc("gluebox_gitops_repo_error", "1 when the last check or sync of the deployment-configurations repository failed.", nil, nil)
+	descRegistry     = prometheus.NewDesc("gluebox_registry_disk_bytes", "Bytes the built-in registry stores.", nil, nil)
+	descBackup       = prometheus.NewDesc("gluebox_backup_last_verified_timestamp_seconds", "When the newest verified secret-store backup was made.", nil, nil)
+	descObsRetention = prometheus.NewDesc("gluebox_observability_retention_seconds", "How long a store keeps data: configured, and effective (shorter while the disk budget needs it).", []string{"store", "kind"}, nil)
+	descObsDisk      = prometheus.NewDesc("gluebox_observability_disk_bytes", "Bytes a store's data takes on disk.", []string{"store"}, nil)
+	descObsBudget    = prometheus.NewDesc("gluebox_observability_disk_budget_bytes", "A store's disk budget (0: none).", []string{"store"}, nil)
+	descCertExpiry   = prometheus.NewDesc("gluebox_cert_expiry_timestamp_seconds", "When a certificate gluebox issued expires.", []string{"name"}, nil)
 )
 
 func (c *glueboxCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDiskUsed, descDiskTotal, descEnvError, descEnvHealthy, descEnvHeld, descEnvApplied, descRepoError, descRegistry, descBackup, descCertExpiry} {
+	for _, d := range []*prometheus.Desc{descDiskUsed, descDiskTotal, descEnvError, descEnvHealthy, descEnvHeld, descEnvApplied, descRepoError, descRegistry, descBackup, descCertExpiry, descObsRetention, descObsDisk, descObsBudget} {
 		ch <- d
 	}
 	if c.p.builds != nil {
@@ -215,6 +219,21 @@ func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.p.builds != nil {
 		c.p.builds.collect(ch)
+	}
+	if o := c.p.observe; o != nil && o.metrics != nil {
+		ret, budget := o.metrics.Budget()
+		ch <- prometheus.MustNewConstMetric(descObsRetention, prometheus.GaugeValue, ret.Seconds(), "metrics", "configured")
+		ch <- prometheus.MustNewConstMetric(descObsRetention, prometheus.GaugeValue, o.metrics.EffectiveRetention().Seconds(), "metrics", "effective")
+		ch <- prometheus.MustNewConstMetric(descObsBudget, prometheus.GaugeValue, float64(budget), "metrics")
+		if used, err := o.metrics.DiskUsage(); err == nil {
+			ch <- prometheus.MustNewConstMetric(descObsDisk, prometheus.GaugeValue, float64(used), "metrics")
+		}
+	}
+	if o := c.p.observe; o != nil && o.logs != nil {
+		ch <- prometheus.MustNewConstMetric(descObsBudget, prometheus.GaugeValue, float64(o.logsBudget), "logs")
+		if used, err := o.logs.DiskUsage(); err == nil {
+			ch <- prometheus.MustNewConstMetric(descObsDisk, prometheus.GaugeValue, float64(used), "logs")
+		}
 	}
 }
 
