@@ -12,7 +12,6 @@ import (
 	"github.com/gluebox/gluebox/appliance/build"
 )
 
-
 const shopValues = `image:
   tag: main
   port: 8080
