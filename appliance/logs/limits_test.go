@@ -77,16 +77,7 @@ func TestStoreAndCollectorUnderTheirLimits(t *testing.T) {
 	start(t, l, filepath.Join(dir, "victoria-logs.log"))
 
 	api := fakeKubeAPI(t)
-	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
-	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: %q}}]
-users: [{name: u, user: {token: test-token}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`, api.URL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := writeKubeconfig(t, dir, api.URL)
 	logsPath := filepath.Join(dir, "containers")
 	if err := os.MkdirAll(logsPath, 0o755); err != nil {
 		t.Fatal(err)

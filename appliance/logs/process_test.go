@@ -233,16 +233,7 @@ func TestCollectorProcess(t *testing.T) {
 	l := newTestLogs(t)
 	api := fakeKubeAPI(t)
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
-	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: %q}}]
-users: [{name: u, user: {token: test-token}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`, api.URL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := writeKubeconfig(t, dir, api.URL)
 	logsPath := filepath.Join(dir, "containers")
 	if err := os.MkdirAll(logsPath, 0o755); err != nil {
 		t.Fatal(err)
@@ -327,4 +318,20 @@ current-context: x
 	if got, err := c.Query(ctx, query, 100, time.Time{}, time.Time{}); err != nil || msgs(got) != want {
 		t.Errorf("after restart: %q, %v; want each line exactly once", msgs(got), err)
 	}
+}
+
+// writeKubeconfig writes a kubeconfig for the fake API at server into dir and returns its path.
+func writeKubeconfig(t *testing.T, dir, server string) string {
+	t.Helper()
+	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q}}]
+users: [{name: u, user: {token: test-token}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`, server)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
 }
