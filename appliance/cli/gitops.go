@@ -236,6 +236,9 @@ func printEnv(out io.Writer, ev engine.EnvView) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "environment:\t%s/%s (namespace %s, %s)\n", v.App, v.Env, v.Namespace, orDefault(v.Source, "not rendered"))
 	fmt.Fprintf(w, "running:\trevision %d, commit %s, %s (applied %s)\n", v.Revision, short(v.Commit), v.Digest, ago(v.LastAppliedAt))
+	if v.Image != "" {
+		fmt.Fprintf(w, "image:\t%s\n", v.Image)
+	}
 	health := v.Health
 	if v.HealthMessage != "" {
 		health += ": " + v.HealthMessage
@@ -254,13 +257,13 @@ func printEnv(out io.Writer, ev engine.EnvView) {
 	w.Flush()
 	fmt.Fprintln(out, "\nhistory:")
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "REV\tCOMMIT\tDIGEST\tREASON\tAPPLIED")
+	fmt.Fprintln(w, "REV\tCOMMIT\tDIGEST\tREASON\tAPPLIED\tIMAGE")
 	for _, r := range ev.History {
 		mark := ""
 		if r.N == v.Revision {
 			mark = " *"
 		}
-		fmt.Fprintf(w, "%d%s\t%s\t%s\t%s\t%s\n", r.N, mark, short(r.Commit), shortDigest(r.Digest), r.Reason, r.AppliedAt.Local().Format(time.DateTime))
+		fmt.Fprintf(w, "%d%s\t%s\t%s\t%s\t%s\t%s\n", r.N, mark, short(r.Commit), shortDigest(r.Digest), r.Reason, r.AppliedAt.Local().Format(time.DateTime), shortImage(r.Image))
 	}
 	w.Flush()
 }
@@ -273,6 +276,14 @@ func short(sha string) string {
 		return "-"
 	}
 	return sha
+}
+
+// shortImage shortens the digest of an image reference for tables.
+func shortImage(img string) string {
+	if i := strings.Index(img, "@sha256:"); i >= 0 && len(img) > i+20 {
+		return img[:i+20]
+	}
+	return orDefault(img, "-")
 }
 
 func shortDigest(d string) string {

@@ -115,8 +115,8 @@ func TestBuilds(t *testing.T) {
 		t.Fatalf("second build %+v", second)
 	}
 	n.serves(host, "/", "shop v2", 2*time.Minute)
-	if out := n.appShow("shop", "prod"); !strings.Contains(out, "build") {
-		t.Logf("app show after a new build:\n%s", out)
+	if out := n.appShow("shop", "prod"); !strings.Contains(out, "registry.gluebox.local/shop@"+second.Digest) || !strings.Contains(out, " build ") {
+		t.Fatalf("app show does not show the new build's image and a revision for it:\n%s", out)
 	}
 
 	// A broken Dockerfile: the build fails with the line named, v2 keeps serving.

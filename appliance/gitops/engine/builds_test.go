@@ -99,6 +99,9 @@ func TestBuildsMoveEnvironmentsAndPreviewsComeAndGo(t *testing.T) {
 	if img := te.image(t, "hello-prod"); img != "registry.gluebox.local/hello@"+d2 {
 		t.Fatalf("image %q after a new build", img)
 	}
+	if e := te.env(t, "hello", "prod"); e.Image != "registry.gluebox.local/hello@"+d2 {
+		t.Fatalf("recorded image %q, want the new build's", e.Image)
+	}
 	hist, err := te.History("hello", "prod")
 	if err != nil || len(hist) != 2 || hist[0].Reason != "build" || hist[0].Commit != head {
 		t.Fatalf("history %+v, %v: want a second revision with reason build", hist, err)

@@ -517,7 +517,7 @@ func (e *Engine) syncEnv(ctx context.Context, repo fs.FS, head, app, env string,
 		if cur.Revision != 0 && cur.Commit == head {
 			reason = "build" // same configuration, new image
 		}
-		rev, err = e.st.AddRevision(app, env, state.Revision{Commit: head, Digest: res.Digest, AppliedAt: now, Reason: reason, Manifest: res.Manifest})
+		rev, err = e.st.AddRevision(app, env, state.Revision{Commit: head, Digest: res.Digest, AppliedAt: now, Reason: reason, Image: res.Image, Manifest: res.Manifest})
 		if err != nil {
 			log.Error("cannot record revision", "err", err)
 		}
@@ -528,6 +528,7 @@ func (e *Engine) syncEnv(ctx context.Context, repo fs.FS, head, app, env string,
 	st, _ := e.st.UpdateEnv(app, env, func(s *state.Env) {
 		s.Namespace, s.Source = res.Namespace, string(res.Source)
 		s.GitDigest, s.Digest, s.Revision, s.Inventory = res.Digest, res.Digest, rev, ar.Inventory
+		s.Image = res.Image
 		s.Held, s.HeldGitDigest = false, ""
 		if !unchanged || s.Commit == "" {
 			s.Commit, s.LastAppliedAt = head, now
@@ -628,12 +629,13 @@ func (e *Engine) Rollback(ctx context.Context, app, env string, to int) (state.E
 		})
 		return state.Env{}, err
 	}
-	n, err := e.st.AddRevision(app, env, state.Revision{Commit: rev.Commit, Digest: rev.Digest, AppliedAt: now, Reason: fmt.Sprintf("rollback to %d", to), Manifest: rev.Manifest})
+	n, err := e.st.AddRevision(app, env, state.Revision{Commit: rev.Commit, Digest: rev.Digest, AppliedAt: now, Reason: fmt.Sprintf("rollback to %d", to), Image: rev.Image, Manifest: rev.Manifest})
 	if err != nil {
 		return state.Env{}, err
 	}
 	st, err := e.st.UpdateEnv(app, env, func(s *state.Env) {
 		s.Commit, s.Digest, s.Revision, s.Inventory, s.LastAppliedAt = rev.Commit, rev.Digest, n, ar.Inventory, now
+		s.Image = rev.Image
 		s.Held, s.HeldGitDigest = true, s.GitDigest
 		s.Health, s.HealthMessage = state.HealthProgressing, "waiting for the rolled-back objects to become ready"
 		s.LastError, s.LastErrorAt = "", time.Time{}

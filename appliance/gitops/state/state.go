@@ -96,6 +96,9 @@ type Env struct {
 	Digest   string `json:"digest,omitempty"`
 	Revision int    `json:"revision,omitempty"`
 	Source   string `json:"source,omitempty"`
+	// Image is the app container's image of the running render ("registry/app@sha256:..." when
+	// it follows a branch's builds); empty when the chart runs no deployment.
+	Image string `json:"image,omitempty"`
 	// GitDigest is the digest of the newest render from Git, applied or not (it differs from
 	// Digest while held or after a render error).
 	GitDigest string `json:"git_digest,omitempty"`
@@ -124,8 +127,10 @@ type Revision struct {
 	Commit    string    `json:"commit"`
 	Digest    string    `json:"digest"`
 	AppliedAt time.Time `json:"applied_at"`
-	// Reason is "sync", "rollback to N" or "release".
+	// Reason is "sync", "build" (same commit, a new image), "rollback to N" or "release".
 	Reason string `json:"reason"`
+	// Image is the app container's image of this render, when known.
+	Image string `json:"image,omitempty"`
 	// Manifest is the applied objects as a YAML stream (not in listings).
 	Manifest []byte `json:"manifest,omitempty"`
 }
