@@ -164,7 +164,7 @@ spec:
 
 	n.Eventually("the stores' retention and disk use exported for the budget alerts", 90*time.Second, func() error {
 		out, err := n.Gluebox("metrics", "query", `gluebox_observability_retention_seconds{store="metrics", kind="effective"}`)
-		if err != nil || !strings.Contains(out, " 2592000 @") {
+		if err != nil || !(strings.Contains(out, "} 2.592e+06 @") || strings.Contains(out, "} 2592000 @")) { // 30 days
 			return fmt.Errorf("%v: %q", err, out)
 		}
 		if out, err = n.Gluebox("metrics", "query", `gluebox_observability_disk_bytes{store="logs"} > 0`); err != nil || !strings.Contains(out, "gluebox_observability_disk_bytes") {
