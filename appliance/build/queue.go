@@ -329,9 +329,24 @@ func (q *Queue) pruneLocked() {
 	if excess <= 0 {
 		return
 	}
+	// The newest successful build of each (app, branch) stays — environments that follow the
+	// branch run it, however many builds of other branches came since — for the most recently
+	// built half of MaxRecords branches; older branches' records go like any other.
+	newest := map[string]*Record{}
+	for _, r := range q.records {
+		if r.Status == StatusSucceeded {
+			newest[key(r.App, r.Branch)] = r
+		}
+	}
+	protected := map[*Record]bool{}
+	for i := len(q.records) - 1; i >= 0 && len(protected) < q.cfg.MaxRecords/2; i-- {
+		if r := q.records[i]; newest[key(r.App, r.Branch)] == r {
+			protected[r] = true
+		}
+	}
 	kept := q.records[:0]
 	for _, r := range q.records {
-		if excess > 0 && r.Status.Final() {
+		if excess > 0 && r.Status.Final() && !protected[r] {
 			excess--
 			_ = os.Remove(q.LogPath(r.ID))
 			continue

@@ -494,6 +494,27 @@ func TestQueuePrunesOldRecords(t *testing.T) {
 	tq.fake.step(t, "last", fakeStep{done: true})
 }
 
+func TestQueuePruningKeepsEachBranchsNewestSuccess(t *testing.T) {
+	tq := newTestQueue(t, "", QueueConfig{MaxRecords: 4})
+	quiet := tq.submit(t, "a", "quiet", "q0")
+	tq.fake.waitStarted(t, "q0")
+	tq.fake.step(t, "q0", fakeStep{done: true})
+	tq.wait(t, quiet.ID)
+	for i := range 5 {
+		name := fmt.Sprintf("busy%d", i)
+		r := tq.submit(t, "a", "busy", name)
+		tq.fake.waitStarted(t, name)
+		tq.fake.step(t, name, fakeStep{done: true})
+		tq.wait(t, r.ID)
+	}
+	if r, ok := tq.LatestSucceeded("a", "quiet"); !ok || r.ID != quiet.ID {
+		t.Fatalf("the quiet branch's only success was pruned: %+v %v", r, ok)
+	}
+	if n := len(tq.List(Filter{})); n > 5 {
+		t.Fatalf("%d records kept, want at most MaxRecords (+1 in flight)", n)
+	}
+}
+
 func TestQueuePrepareRunsAtStartAndItsErrorFailsTheBuild(t *testing.T) {
 	tq := newTestQueue(t, "", QueueConfig{})
 	prepared := make(chan struct{}, 1)
