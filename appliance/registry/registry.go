@@ -7,7 +7,8 @@
 // Lifecycle: New builds the component (storage is opened, nothing listens yet); Run listens,
 // closes Ready once the socket is bound, runs the GC schedule, and returns nil when its context
 // ends; Close releases everything and may be called any number of times. GC may be called at any
-// time, also while Run serves.
+// time, also while Run serves. From New to Close the file <Dir>/gluebox/open marks the storage as
+// in use; a New that finds it knows the last run did not end cleanly (see markOpen).
 //
 // Who may import it: the server wiring (appliance/server or cmd), the CLI wiring (NewCommands),
 // and components that need the registry address or GC (build, gitops). It imports only
@@ -36,7 +37,6 @@ import (
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/storage"
 	"github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -202,7 +202,7 @@ type Registry struct {
 	writes sync.RWMutex
 	gcMu   sync.Mutex // one GC at a time
 
-	copyBufs sync.Pool // 1 MiB upload copy buffers, see countingBody.WriteTo
+	uploadBufs *bufPool // 1 MiB upload buffers, see countingBody.WriteTo
 
 	mu        sync.Mutex
 	boundTo   string
@@ -227,6 +227,8 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Registry, error) {
 		cfg:   cfg,
 		log:   logger.With("component", "registry"),
 		ready: make(chan struct{}),
+
+		uploadBufs: newBufPool(keptUploadBufs),
 	}
 	for _, o := range opts {
 		o(r)
@@ -257,7 +259,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Registry, error) {
 		return nil, err
 	}
 	r.app = app
-	r.driver = filesystem.New(filesystem.DriverParameters{RootDirectory: cfg.Dir, MaxThreads: 100})
+	r.driver = newFSDriver(cfg.Dir)
 	r.namespace, err = storage.NewRegistry(ctx, r.driver, storage.EnableDelete)
 	if err != nil {
 		cancel()
@@ -283,6 +285,11 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Registry, error) {
 	h = r.authenticate(h)
 	h = r.observe(h)
 	r.handler = h
+	// Last, so a New that fails leaves no marker behind; nothing is served before Run.
+	if err := r.markOpen(); err != nil {
+		cancel()
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -296,17 +303,18 @@ func newApp(ctx context.Context, cfg *configuration.Configuration) (app *handler
 	return handlers.NewApp(ctx, cfg), nil
 }
 
-// distConfig translates Config into distribution's configuration. Only the filesystem driver is
-// linked in; caches are off so a GC is visible to the next request without a restart.
+// distConfig translates Config into distribution's configuration. Storage is fsDriver
+// (distribution's filesystem driver with gluebox's write path); caches are off so a GC is
+// visible to the next request without a restart.
 func distConfig(cfg Config, secret string) *configuration.Configuration {
 	c := &configuration.Configuration{Version: "0.1"}
 	c.HTTP.Addr = cfg.addr()
 	c.HTTP.Secret = secret
 	c.HTTP.Headers = http.Header{"X-Content-Type-Options": []string{"nosniff"}}
 	c.Storage = configuration.Storage{
-		"filesystem": configuration.Parameters{"rootdirectory": cfg.Dir},
-		"delete":     configuration.Parameters{"enabled": true},
-		"redirect":   configuration.Parameters{"disable": true},
+		storageDriverName: configuration.Parameters{"rootdirectory": cfg.Dir},
+		"delete":          configuration.Parameters{"enabled": true},
+		"redirect":        configuration.Parameters{"disable": true},
 		"maintenance": configuration.Parameters{
 			"uploadpurging": map[any]any{"enabled": true, "age": "168h", "interval": "24h", "dryrun": false},
 		},
@@ -463,7 +471,8 @@ func (r *Registry) gcLoop(ctx context.Context) {
 	}
 }
 
-// Close stops distribution's background work. It is safe to call more than once.
+// Close stops distribution's background work and marks the storage as cleanly closed. It is
+// safe to call more than once.
 func (r *Registry) Close() error {
 	var err error
 	r.closeOne.Do(func() {
@@ -473,6 +482,45 @@ func (r *Registry) Close() error {
 		if r.cancel != nil {
 			r.cancel()
 		}
+		if rerr := os.Remove(r.openMarker()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, fmt.Errorf("registry: cannot remove %s: %w", r.openMarker(), rerr))
+		}
 	})
 	return err
+}
+
+// openMarker exists while a Registry has the storage open. Found at start, it means the last
+// run ended without Close (a crash, a kill, a power cut).
+func (r *Registry) openMarker() string { return filepath.Join(r.cfg.Dir, "gluebox", "open") }
+
+// markOpen empties the trash, checks for an unclean shutdown and cleans up after one, and
+// durably creates the marker before any upload can be accepted.
+func (r *Registry) markOpen() error {
+	path := r.openMarker()
+	if err := os.RemoveAll(trashDir(r.cfg.Dir)); err != nil {
+		return fmt.Errorf("registry: cannot empty %s: %w", trashDir(r.cfg.Dir), err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		n, err := recoverUploads(r.cfg.Dir)
+		if err != nil {
+			return err
+		}
+		r.log.Warn("registry storage was not closed cleanly; uploads in progress will be re-verified from disk when committed", "uploads", n)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("registry: cannot check %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err == nil {
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		return fmt.Errorf("registry: cannot create %s: %w", path, err)
+	}
+	return nil
 }
