@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 	"github.com/gluebox/gluebox/appliance/ociimage"
 	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/supervise"
@@ -52,7 +53,7 @@ func realBinaries(t *testing.T) (binDir, buildkitd, busybox string) {
 	if os.Geteuid() != 0 {
 		t.Skip("real BuildKit builds need root (containerd, runc and buildkitd run as root)")
 	}
-	root, err := repoRoot()
+	root, err := testbin.RepoRoot()
 	if err != nil {
 		t.Skipf("cannot find the repository root: %v", err)
 	}
@@ -81,23 +82,6 @@ func realBinaries(t *testing.T) (binDir, buildkitd, busybox string) {
 		t.Skipf("missing for the real build test (run `make bundle`): %s", strings.Join(missing, "; "))
 	}
 	return binDir, buildkitd, busybox
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "embed", "embed.go")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", os.ErrNotExist
-		}
-		dir = parent
-	}
 }
 
 var routeRegistryLogs sync.Once

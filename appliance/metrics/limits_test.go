@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -56,7 +57,14 @@ func TestVictoriaMetricsUnderItsLimits(t *testing.T) {
 		}
 	})
 	m := newTestMetrics(t, Config{ScrapeInterval: time.Second, Limits: supervise.Limits{CgroupParent: parent}})
-	time.Sleep(2 * time.Second) // a few self-scrapes
+	// Measure once it has scraped itself, so the figure is of a working store.
+	eventually(t, 20*time.Second, "a self-scrape stored", func() error {
+		r, err := m.Client().Query(context.Background(), `count(vm_app_version)`, time.Now())
+		if err != nil || len(r.Series) == 0 {
+			return fmt.Errorf("no self-scrape yet: %v", err)
+		}
+		return nil
+	})
 	st := m.State()
 	if st.Cgroup != parent+"/victoria-metrics" || st.MemoryLimit != 512<<20 || st.CPULimit != 1 {
 		t.Errorf("state = %+v, want its own cgroup with 512 MiB and 1 CPU", st)

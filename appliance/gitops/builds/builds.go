@@ -134,11 +134,9 @@ type Preview struct {
 	BuiltCommit string `json:"builtCommit,omitempty"`
 }
 
-// Env is the preview's environment name, "pr-<n>".
+// Env is the preview's environment name, "pr-<n>", which is also the branch name its builds
+// are recorded under.
 func (p Preview) Env() string { return render.PreviewEnv(int(p.Number)) }
-
-// BuildKey is the branch name its builds are recorded under, "pr-<n>".
-func (p Preview) BuildKey() string { return p.Env() }
 
 // AppStatus is what the Follower last saw of one app repository.
 type AppStatus struct {
@@ -478,7 +476,7 @@ func (f *Follower) pollApp(ctx context.Context, a platform.App) (changed bool) {
 	f.mu.Lock()
 	for _, p := range f.previews {
 		if p.App == a.Name {
-			f.ensureBuild(a, src, p.BuildKey(), p.Commit, log)
+			f.ensureBuild(a, src, p.Env(), p.Commit, log)
 		}
 	}
 	st := f.state[a.Name]
@@ -755,7 +753,7 @@ func (f *Follower) Previews(built bool) []Preview {
 	f.mu.Unlock()
 	out := ps[:0]
 	for _, p := range ps {
-		if rs := f.deps.Queue.List(build.Filter{App: p.App, Branch: p.BuildKey(), Status: build.StatusSucceeded, Limit: 1}); len(rs) > 0 {
+		if rs := f.deps.Queue.List(build.Filter{App: p.App, Branch: p.Env(), Status: build.StatusSucceeded, Limit: 1}); len(rs) > 0 {
 			p.Digest, p.BuiltCommit = rs[0].Digest, rs[0].Commit
 		}
 		if built && p.Digest == "" {

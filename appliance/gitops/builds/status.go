@@ -13,6 +13,7 @@ import (
 
 	"github.com/gluebox/gluebox/appliance/build"
 	"github.com/gluebox/gluebox/appliance/gitops/platform"
+	"github.com/gluebox/gluebox/appliance/gitops/render"
 )
 
 // Commit statuses: when platform.yaml gives an app `status: {provider: ...}`, every build is
@@ -143,7 +144,7 @@ func (f *Follower) postStatus(a platform.App, r build.Record) {
 		state, desc = "error", fmt.Sprintf("build %s cancelled: %s", r.ID, r.Error)
 	}
 	var target string
-	if n, ok := prNumber(r.Branch); ok && f.cfg.Domain != "" {
+	if n, ok := render.ParsePreviewEnv(r.Branch); ok && f.cfg.Domain != "" {
 		target = fmt.Sprintf("https://%s-pr-%d.%s/", a.Name, n, f.cfg.Domain)
 	}
 	go func() {
@@ -160,15 +161,4 @@ func (f *Follower) postStatus(a platform.App, r build.Record) {
 			f.log.Warn("commit status not posted", "app", a.Name, "commit", short(r.Commit), "err", err)
 		}
 	}()
-}
-
-// prNumber is n of a build key "pr-<n>".
-func prNumber(key string) (int64, bool) {
-	rest, ok := strings.CutPrefix(key, "pr-")
-	if !ok {
-		return 0, false
-	}
-	var n int64
-	_, err := fmt.Sscanf(rest, "%d", &n)
-	return n, err == nil && n > 0 && fmt.Sprint(n) == rest
 }

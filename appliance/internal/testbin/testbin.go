@@ -20,7 +20,7 @@ func Path(t testing.TB, name, env string) string {
 		}
 		return p
 	}
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err == nil {
 		p := filepath.Join(root, "embed", ".build", "bin", name)
 		if _, err = os.Stat(p); err == nil {
@@ -35,8 +35,8 @@ func Path(t testing.TB, name, env string) string {
 	return ""
 }
 
-// repoRoot walks up from the working directory to the directory holding embed/embed.go.
-func repoRoot() (string, error) {
+// RepoRoot walks up from the working directory to the directory holding embed/embed.go.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
