@@ -128,6 +128,10 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("cannot extract helper programs: %w", err)
 	}
+	// A first start read all ~70 MB of the embedded bundle; nothing reads it again.
+	if err := gbembed.ReleaseBundle(); err != nil {
+		s.log.Warn("the embedded bundle's memory stays mapped", "error", err)
+	}
 	if err := prepareHost(s.log); err != nil {
 		return err
 	}

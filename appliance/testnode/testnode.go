@@ -217,18 +217,25 @@ func (n *Node) ImportImage(repo, pkg, ref string) error {
 	return nil
 }
 
-// RSS returns the summed resident memory, in bytes, of the server, its child processes
-// (containerd, CoreDNS) and containerd's shims: the appliance's own footprint, pods excluded.
-func (n *Node) RSS() (int64, error) {
+// Memory is the resident memory of a node's processes, split by kind: anonymous memory (heaps,
+// stacks) and file-backed pages (mostly the programs' own code, which the kernel can drop and
+// read back).
+type Memory struct {
+	RSS, Anon, File int64
+}
+
+// Memory sums the resident memory of the server and every process started from its data dir
+// (containerd, shims, CoreDNS, the observability children).
+func (n *Node) Memory() (Memory, error) {
+	var m Memory
 	if n.PID() == 0 {
-		return 0, errors.New("server not running")
+		return m, errors.New("server not running")
 	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	prefix := n.DataDir + "/"
-	var total int64
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -248,16 +255,22 @@ func (n *Node) RSS() (int64, error) {
 			continue
 		}
 		for _, line := range strings.Split(string(status), "\n") {
-			if strings.HasPrefix(line, "VmRSS:") {
-				f := strings.Fields(line)
-				if len(f) >= 2 {
-					kb, _ := strconv.ParseInt(f[1], 10, 64)
-					total += kb * 1024
-				}
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "VmRSS:":
+				m.RSS += kb << 10
+			case "RssAnon:":
+				m.Anon += kb << 10
+			case "RssFile:":
+				m.File += kb << 10
 			}
 		}
 	}
-	return total, nil
+	return m, nil
 }
 
 // permanent marks an error that Eventually must not retry.
