@@ -73,3 +73,45 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestSizesTakeUnitsAndPlainBytes(t *testing.T) {
+	s, fs := newFlags(t, "--metrics-memory-limit", "1Gi", "--logs-disk-budget", "2G")
+	if err := Apply(fs, "c.yaml", []byte("metrics-disk-budget: 1073741824\nalerting-memory-limit: 128Mi\nlog-collector-memory-limit: 0\n")); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct{ got, want int64 }{
+		"metrics-memory-limit":       {s.MetricsMemoryLimit, 1 << 30},
+		"logs-disk-budget":           {s.LogsDiskBudget, 2e9},
+		"metrics-disk-budget":        {s.MetricsDiskBudget, 1 << 30},
+		"alerting-memory-limit":      {s.AlertingMemoryLimit, 128 << 20},
+		"log-collector-memory-limit": {s.LogCollectorMemoryLimit, 0},
+		"logs-memory-limit":          {s.LogsMemoryLimit, DefaultStoreMemoryLimit}, // untouched default
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", name, c.got, c.want)
+		}
+	}
+	if err := s.Validate(); err != nil {
+		t.Errorf("valid sizes rejected: %v", err)
+	}
+	if got := fs.Lookup("logs-memory-limit").DefValue; got != "512Mi" {
+		t.Errorf("--help shows the default as %q, want 512Mi", got)
+	}
+}
+
+func TestBadSizesAreNamed(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"metrics-memory-limit: lots\n", `"lots" is not a size: use bytes or a unit such as 512Mi`},
+		{"logs-disk-budget: -5Gi\n", `"-5Gi" is not a size in whole bytes`},
+		{"alerting-memory-limit: 1.5\n", `"1.5" is not a size in whole bytes`},
+	} {
+		_, fs := newFlags(t)
+		if err := Apply(fs, "c.yaml", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "c.yaml:1: key ") {
+			t.Errorf("%q: want error containing %q, got %v", tc.yaml, tc.want, err)
+		}
+	}
+	s, _ := newFlags(t, "--logs-memory-limit", "10Mi")
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--logs-memory-limit 10485760 is too small: give at least 64Mi, or 0 for no limit") {
+		t.Errorf("a 10Mi limit: got %v", err)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +71,36 @@ func TestObservability(t *testing.T) {
 	n := newNode(t)
 	hookURL, waitNotification := n.alertReceiver()
 	n.Start("--alert-webhook-url", hookURL, "--alert-evaluation-interval", "5s",
-		"--alert-group-wait", "5s", "--alert-group-interval", "10s")
+		"--alert-group-wait", "5s", "--alert-group-interval", "10s",
+		"--metrics-memory-limit", "400Mi", "--alerting-memory-limit", "200Mi", "--log-collector-memory-limit", "0")
+
+	// The memory-limit flags reach the children's cgroups; VictoriaMetrics sizes its caches at
+	// half its limit, and a limit of 0 means none.
+	vmPID := ""
+	n.Eventually("children with their memory limits", time.Minute, func() error {
+		out, err := n.Gluebox("status")
+		if err != nil {
+			return err
+		}
+		if m := regexp.MustCompile(`(?m)^victoria-metrics\s+running\s+(\d+)\s`).FindStringSubmatch(out); m != nil {
+			vmPID = m[1]
+		}
+		for _, want := range []*regexp.Regexp{
+			regexp.MustCompile(`(?m)^victoria-metrics\s+running\s.*/400 MiB`),
+			regexp.MustCompile(`(?m)^victoria-logs\s+running\s.*/512 MiB`),
+			regexp.MustCompile(`(?m)^vmalert\s+running\s.*/200 MiB`),
+			regexp.MustCompile(`(?m)^alertmanager\s+running\s.*/200 MiB`),
+			regexp.MustCompile(`(?m)^vlagent\s+running\s+\d+\s+\d+\s+\d+ MiB\s`),
+		} {
+			if !want.MatchString(out) {
+				return fmt.Errorf("status has no line matching %s:\n%s", want, out)
+			}
+		}
+		return nil
+	})
+	if args, err := os.ReadFile("/proc/" + vmPID + "/cmdline"); err != nil || !strings.Contains(string(args), "-memory.allowedBytes=209715200\x00") {
+		t.Errorf("VictoriaMetrics' caches do not follow its limit: %v %q", err, args)
+	}
 	n.pushImage("testdata/images/hello", "127.0.0.1:5000/e2e/hello:1")
 	marker := fmt.Sprintf("e2e-marker-%d", time.Now().UnixNano())
 	n.MustKubectl("create", "namespace", "hello-obs") // app hello, env obs, for the dashboard

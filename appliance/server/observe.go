@@ -64,7 +64,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	o.logs, err = logs.New(logs.Config{
 		Binary: bdl.Bin("victoria-logs"), Dir: l.LogsDir(), LogFile: filepath.Join(l.LogDir(), "victoria-logs.log"),
 		Retention: s.cfg.LogsRetention, DiskBudget: s.cfg.LogsDiskBudget,
-		Limits: supervise.Limits{CgroupParent: s.childCgroup()},
+		MemoryBytes: s.cfg.LogsMemoryLimit / 2, Limits: s.childLimits(s.cfg.LogsMemoryLimit, "--logs-memory-limit"),
 	}, s.log.With("component", "victoria-logs"))
 	if err != nil {
 		return fail(err)
@@ -72,7 +72,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	o.metrics, err = metrics.New(metrics.Config{
 		Binary: bdl.Bin("victoria-metrics"), Dir: l.MetricsDir(), LogFile: filepath.Join(l.LogDir(), "victoria-metrics.log"),
 		Retention: s.cfg.MetricsRetention, DiskBudget: s.cfg.MetricsDiskBudget,
-		Limits: supervise.Limits{CgroupParent: s.childCgroup()},
+		MemoryBytes: s.cfg.MetricsMemoryLimit / 2, Limits: s.childLimits(s.cfg.MetricsMemoryLimit, "--metrics-memory-limit"),
 		Targets: metrics.Targets{
 			Kubelet:    net.JoinHostPort(netw.NodeIP.String(), "10250"),
 			NodeName:   netw.NodeName,
@@ -93,7 +93,8 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	o.collector, err = logs.NewCollector(logs.CollectorConfig{
 		Binary: bdl.Bin("vlagent"), Dir: l.Join("logs-collector"), LogFile: filepath.Join(l.LogDir(), "vlagent.log"),
 		Kubeconfig: certs.SupervisorKubecfg, StoreURL: o.logs.InsertURL(),
-		Limits: supervise.Limits{CgroupParent: s.childCgroup()},
+		MemoryBytes: min(logs.DefaultCollectorMemoryBytes, s.cfg.LogCollectorMemoryLimit/2),
+		Limits:      s.childLimits(s.cfg.LogCollectorMemoryLimit, "--log-collector-memory-limit"),
 	}, s.log.With("component", "vlagent"))
 	if err != nil {
 		return fail(err)
@@ -140,6 +141,17 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 // childCgroup is where the observability children get cgroups of their own with hard limits:
 // <cgroup root>/children, beside the kubelet's pods (<cgroup root>/kubepods), not inside them.
 func (s *Server) childCgroup() string { return s.layout.CgroupRoot() + "/children" }
+
+// childLimits returns the hard limits of an observability program under childCgroup: a memory
+// limit of limit bytes (0: none), named by flag in the warning an OOM kill logs, and the
+// program's default CPU limit.
+func (s *Server) childLimits(limit int64, flag string) supervise.Limits {
+	l := supervise.Limits{CgroupParent: s.childCgroup(), MemoryBytes: limit, MemoryFlag: flag}
+	if limit == 0 {
+		l.MemoryBytes = -1 // none
+	}
+	return l
+}
 
 // glueboxCollector exports gluebox's own state at scrape time: disk use of the data dir,
 // GitOps environments, registry size, backups and certificate expiry. The default alert rules
