@@ -79,9 +79,9 @@ func (s *Server) newBuilds(bdl bundle.Dir, p *platform) (*buildService, []superv
 	}, builds.Deps{
 		Queue:   q,
 		Secrets: p.sec.Store(),
-		OnChange: func() {
+		OnChange: func(apps ...string) {
 			if p.gitops != nil {
-				p.gitops.Trigger()
+				p.gitops.TriggerApps(apps...)
 			}
 		},
 		Logger: s.log,

@@ -109,8 +109,9 @@ type Deps struct {
 	Queue   Queue
 	Secrets Secrets
 	// OnChange is called (from the Follower's goroutines; it must not block) when what the
-	// engine renders may have changed: a build succeeded, a preview appeared or went away.
-	OnChange func()
+	// engine renders for apps may have changed: a build succeeded, a preview appeared or went
+	// away.
+	OnChange func(apps ...string)
 	// StatusPoster posts commit statuses for apps whose platform.yaml entry asks for them.
 	// Nil means the forges' real APIs.
 	StatusPoster StatusPoster
@@ -199,7 +200,7 @@ func New(cfg Config, deps Deps) (*Follower, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	if deps.OnChange == nil {
-		deps.OnChange = func() {}
+		deps.OnChange = func(...string) {}
 	}
 	if deps.StatusPoster == nil {
 		deps.StatusPoster = forgeStatus{}
@@ -335,12 +336,12 @@ func (f *Follower) pollAll(ctx context.Context) {
 	f.mu.Lock()
 	apps := slices.Clone(f.apps)
 	f.mu.Unlock()
-	changed := false
+	var changed []string
 	names := map[string]bool{}
 	for _, a := range apps {
 		names[a.Name] = true
 		if f.pollApp(ctx, a) {
-			changed = true
+			changed = append(changed, a.Name)
 		}
 		if ctx.Err() != nil {
 			return
@@ -360,19 +361,19 @@ func (f *Follower) pollAll(ctx context.Context) {
 			continue
 		}
 		delete(f.previews, k)
-		changed = true
+		changed = append(changed, p.App)
 	}
 	for name := range f.state {
 		if !names[name] {
 			delete(f.state, name)
 		}
 	}
-	if changed {
+	if len(changed) > 0 {
 		f.saveLocked()
 	}
 	f.mu.Unlock()
-	if changed {
-		f.deps.OnChange()
+	if len(changed) > 0 {
+		f.deps.OnChange(changed...)
 	}
 }
 
@@ -676,7 +677,7 @@ func (f *Follower) HandleEvent(ev webhook.Event) bool {
 	}
 	f.mu.Unlock()
 	if changed {
-		f.deps.OnChange()
+		f.deps.OnChange(app.Name)
 	}
 	f.Trigger()
 	return true
@@ -705,7 +706,7 @@ func (f *Follower) CredentialsFor(repoURL string) (path string, ok bool) {
 // the build is reported on its commit when the app asks for that.
 func (f *Follower) BuildFinished(r build.Record) {
 	if r.Status == build.StatusSucceeded {
-		f.deps.OnChange()
+		f.deps.OnChange(r.App)
 	}
 	f.mu.Lock()
 	a, ok := findApp(f.apps, r.App)

@@ -62,6 +62,7 @@ type fixture struct {
 	q       *build.Queue
 	git     *gittest.Server
 	changes atomic.Int64
+	changed sync.Map // app → true: the apps OnChange named
 	ctx     context.Context
 }
 
@@ -87,7 +88,12 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
-	fx.f, err = New(cfg, Deps{Queue: q, Secrets: memSecrets{}, OnChange: func() { fx.changes.Add(1) }, Logger: log})
+	fx.f, err = New(cfg, Deps{Queue: q, Secrets: memSecrets{}, OnChange: func(apps ...string) {
+		fx.changes.Add(1)
+		for _, a := range apps {
+			fx.changed.Store(a, true)
+		}
+	}, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,8 +156,8 @@ func TestBranchBuildsAndTagResolution(t *testing.T) {
 	if err != nil || d1 != bs[0].Digest {
 		t.Fatalf("ResolveTag(main) = %q, %v; want %s", d1, err, bs[0].Digest)
 	}
-	if fx.changes.Load() == 0 {
-		t.Error("a successful build did not call OnChange")
+	if _, ok := fx.changed.Load("shop"); !ok {
+		t.Error("a successful build did not call OnChange for its app")
 	}
 
 	fx.poll() // nothing new: no second build
@@ -258,13 +264,14 @@ func TestPreviewsFromPullRequestRefs(t *testing.T) {
 	}
 
 	before := fx.changes.Load()
+	fx.changed.Clear()
 	fx.git.DeleteRef("refs/pull/7/head")
 	fx.poll()
 	if ps := fx.f.Previews(false); len(ps) != 0 {
 		t.Fatalf("previews %+v after the ref went away, want none", ps)
 	}
-	if fx.changes.Load() == before {
-		t.Error("removing a preview did not call OnChange")
+	if _, ok := fx.changed.Load("shop"); fx.changes.Load() == before || !ok {
+		t.Error("removing a preview did not call OnChange for its app")
 	}
 
 	// The records survive a restart.

@@ -150,3 +150,89 @@ func TestBuildsMoveEnvironmentsAndPreviewsComeAndGo(t *testing.T) {
 		t.Fatalf("events given to builds: %d", len(fb.events))
 	}
 }
+
+func (te *testEngine) applies() int {
+	te.cluster.mu.Lock()
+	defer te.cluster.mu.Unlock()
+	return te.cluster.applies
+}
+
+func TestTriggerAppsAppliesOnlyThoseApps(t *testing.T) {
+	te := newTestEngine(t)
+	fb := &fakeBuilds{branches: map[string]string{"main": "sha256:" + strings.Repeat("1", 64), "release": "sha256:" + strings.Repeat("2", 64)}}
+	te.deps.Builds = fb
+	te.git.Commit(map[string]string{
+		"apps/hello/envs/prod/values.yaml":            fmt.Sprintf(helloValues, 1),
+		"apps/hello/envs/stage/values.yaml":           fmt.Sprintf(helloValues, 1),
+		"apps/shop/envs/prod/values.yaml":             strings.Replace(fmt.Sprintf(helloValues, 1), "tag: main", "tag: release", 1),
+		"apps/shop/envs/previews/common/values.yaml":  strings.Replace(fmt.Sprintf(helloValues, 1), "tag: main", "tag: release", 1),
+		"apps/hello/envs/previews/common/values.yaml": fmt.Sprintf(helloValues, 1),
+	}, "two apps")
+	if _, err := te.SetRepo(te.ctx, state.RepoConfig{URL: te.git.URL()}); err != nil {
+		t.Fatal(err)
+	}
+	te.sync(t)
+	if n := te.applies(); n != 3 {
+		t.Fatalf("first sync applied %d environments, want 3", n)
+	}
+
+	// Nothing asked for and no resync due: nothing is applied.
+	te.syncOnce(te.ctx)
+	if n := te.applies(); n != 3 {
+		t.Fatalf("an idle check applied %d more environments", n-3)
+	}
+
+	// shop has a new build: only shop's environment is applied, with the new image.
+	d3 := "sha256:" + strings.Repeat("3", 64)
+	fb.mu.Lock()
+	fb.branches["release"] = d3
+	fb.mu.Unlock()
+	te.TriggerApps("shop")
+	te.syncOnce(te.ctx)
+	if n := te.applies(); n != 4 {
+		t.Fatalf("TriggerApps(shop) applied %d environments, want 1", n-3)
+	}
+	if img := te.image(t, "shop-prod"); img != "registry.gluebox.local/shop@"+d3 {
+		t.Fatalf("shop-prod runs %q, want the new build", img)
+	}
+	if e := te.env(t, "shop", "prod"); e.Revision != 2 {
+		t.Fatalf("shop prod at revision %d, want 2", e.Revision)
+	}
+	if e := te.env(t, "hello", "prod"); e.Revision != 1 {
+		t.Fatalf("hello prod at revision %d, want 1 (untouched)", e.Revision)
+	}
+
+	// A preview of hello appears: asking for hello applies hello's three environments.
+	dpr := "sha256:" + strings.Repeat("7", 64)
+	fb.mu.Lock()
+	fb.previews = []builds.Preview{{App: "hello", Number: 7, Digest: dpr}}
+	fb.mu.Unlock()
+	te.TriggerApps("hello")
+	te.syncOnce(te.ctx)
+	if n := te.applies(); n != 7 {
+		t.Fatalf("TriggerApps(hello) applied %d environments, want 3 (prod, stage, pr-7)", n-4)
+	}
+	if img := te.image(t, "hello-pr-7"); img != "registry.gluebox.local/hello@"+dpr {
+		t.Fatalf("preview runs %q", img)
+	}
+
+	// The preview goes away while only shop is asked for: it is still removed.
+	fb.mu.Lock()
+	fb.previews = nil
+	fb.mu.Unlock()
+	te.TriggerApps("shop")
+	te.syncOnce(te.ctx)
+	if _, err := te.st.Env("hello", "pr-7"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("closed preview still recorded after a partial sync: %v", err)
+	}
+	if n := te.applies(); n != 8 {
+		t.Fatalf("TriggerApps(shop) applied %d environments, want 1", n-7)
+	}
+
+	// Trigger still re-applies everything.
+	te.Trigger()
+	te.syncOnce(te.ctx)
+	if n := te.applies(); n != 11 {
+		t.Fatalf("Trigger applied %d environments, want all 3", n-8)
+	}
+}

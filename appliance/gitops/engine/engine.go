@@ -175,7 +175,13 @@ type Engine struct {
 	src        *source.Source
 	srcKey     string
 	lastResync time.Time
-	force      bool
+
+	// trigMu guards what the next sync is asked to do beyond its schedule: re-apply
+	// everything (force), or the environments of some apps (pending). It is not mu, so
+	// asking never waits for a sync in progress.
+	trigMu  sync.Mutex
+	force   bool
+	pending map[string]bool
 	// platformSum is the hash of the platform.yaml last handed to OnPlatform.
 	platformSum  [32]byte
 	platformSeen bool
@@ -233,9 +239,32 @@ func (e *Engine) Webhook() *webhook.Receiver { return e.hook }
 
 // Trigger asks for a sync as soon as possible, re-applying every environment.
 func (e *Engine) Trigger() {
-	e.mu.Lock()
+	e.trigMu.Lock()
 	e.force = true
-	e.mu.Unlock()
+	e.trigMu.Unlock()
+	e.wake()
+}
+
+// TriggerApps asks for a sync as soon as possible that re-applies the environments (previews
+// included) of the named apps, for example because one of them has a new build. The others are
+// left for their next scheduled resync; a new commit of the repository re-applies everything
+// anyway, and environments that are gone are removed either way.
+func (e *Engine) TriggerApps(apps ...string) {
+	if len(apps) == 0 {
+		return
+	}
+	e.trigMu.Lock()
+	if e.pending == nil {
+		e.pending = map[string]bool{}
+	}
+	for _, a := range apps {
+		e.pending[a] = true
+	}
+	e.trigMu.Unlock()
+	e.wake()
+}
+
+func (e *Engine) wake() {
 	select {
 	case e.kick <- struct{}{}:
 	default:
@@ -315,8 +344,10 @@ func (e *Engine) credentials(ctx context.Context, path string) (source.Auth, err
 func (e *Engine) syncOnce(ctx context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	force := e.force
-	e.force = false
+	e.trigMu.Lock()
+	force, only := e.force, e.pending
+	e.force, e.pending = false, nil
+	e.trigMu.Unlock()
 	resync := force || e.now().Sub(e.lastResync) >= e.cfg.ResyncInterval
 
 	rc, ok, err := e.repoConfig()
@@ -357,24 +388,33 @@ func (e *Engine) syncOnce(ctx context.Context) {
 		e.log.Error("cannot record repository status", "err", err)
 		return
 	}
-	if head == rs.Synced && !resync {
+	// With the commit already synced and no resync due, only the apps asked for are applied.
+	partial := head == rs.Synced && !resync
+	if partial && len(only) == 0 {
 		return
 	}
-	if err := e.sync(ctx, src, head); err != nil {
+	if !partial {
+		only = nil
+	}
+	if err := e.sync(ctx, src, head, only); err != nil {
 		if ctx.Err() == nil {
 			fail(err)
 		}
 		return
 	}
-	e.lastResync = e.now()
+	if !partial {
+		e.lastResync = e.now()
+	}
 	_, _ = e.st.UpdateRepoStatus(func(s *state.RepoStatus) {
 		s.Synced, s.LastSyncAt = head, e.now()
 		s.LastError, s.LastErrorAt = "", time.Time{}
 	})
 }
 
-// sync renders and applies every environment of commit head.
-func (e *Engine) sync(ctx context.Context, src *source.Source, head string) error {
+// sync renders and applies the environments of commit head: every one, or with only set those
+// of the apps in only. Environments that commit head (or the previews) no longer have are
+// removed either way.
+func (e *Engine) sync(ctx context.Context, src *source.Source, head string, only map[string]bool) error {
 	dir, err := src.Checkout(ctx, head)
 	if err != nil {
 		return err
@@ -403,6 +443,9 @@ func (e *Engine) sync(ctx context.Context, src *source.Source, head string) erro
 	for _, ae := range list {
 		present[ae.App+"/"+ae.Env] = true
 		apps[ae.App] = true
+		if only != nil && !only[ae.App] {
+			continue
+		}
 		e.syncEnv(ctx, repo, head, ae.App, ae.Env, nil)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -418,6 +461,9 @@ func (e *Engine) sync(ctx context.Context, src *source.Source, head string) erro
 				continue
 			}
 			present[p.App+"/"+p.Env()] = true
+			if only != nil && !only[p.App] {
+				continue
+			}
 			e.syncEnv(ctx, repo, head, p.App, p.Env(), &p)
 			if ctx.Err() != nil {
 				return ctx.Err()
