@@ -175,23 +175,26 @@ func TestTriggerAppsAppliesOnlyThoseApps(t *testing.T) {
 	if n := te.applies(); n != 3 {
 		t.Fatalf("first sync applied %d environments, want 3", n)
 	}
+	// syncAfter runs one sync after trigger and checks how many environments it applied.
+	syncAfter := func(what string, trigger func(), want int) {
+		t.Helper()
+		before := te.applies()
+		trigger()
+		te.syncOnce(te.ctx)
+		if n := te.applies() - before; n != want {
+			t.Fatalf("%s applied %d environments, want %d", what, n, want)
+		}
+	}
 
 	// Nothing asked for and no resync due: nothing is applied.
-	te.syncOnce(te.ctx)
-	if n := te.applies(); n != 3 {
-		t.Fatalf("an idle check applied %d more environments", n-3)
-	}
+	syncAfter("an idle check", func() {}, 0)
 
 	// shop has a new build: only shop's environment is applied, with the new image.
 	d3 := "sha256:" + strings.Repeat("3", 64)
 	fb.mu.Lock()
 	fb.branches["release"] = d3
 	fb.mu.Unlock()
-	te.TriggerApps("shop")
-	te.syncOnce(te.ctx)
-	if n := te.applies(); n != 4 {
-		t.Fatalf("TriggerApps(shop) applied %d environments, want 1", n-3)
-	}
+	syncAfter("TriggerApps(shop)", func() { te.TriggerApps("shop") }, 1)
 	if img := te.image(t, "shop-prod"); img != "registry.gluebox.local/shop@"+d3 {
 		t.Fatalf("shop-prod runs %q, want the new build", img)
 	}
@@ -207,11 +210,7 @@ func TestTriggerAppsAppliesOnlyThoseApps(t *testing.T) {
 	fb.mu.Lock()
 	fb.previews = []builds.Preview{{App: "hello", Number: 7, Digest: dpr}}
 	fb.mu.Unlock()
-	te.TriggerApps("hello")
-	te.syncOnce(te.ctx)
-	if n := te.applies(); n != 7 {
-		t.Fatalf("TriggerApps(hello) applied %d environments, want 3 (prod, stage, pr-7)", n-4)
-	}
+	syncAfter("TriggerApps(hello): prod, stage and pr-7", func() { te.TriggerApps("hello") }, 3)
 	if img := te.image(t, "hello-pr-7"); img != "registry.gluebox.local/hello@"+dpr {
 		t.Fatalf("preview runs %q", img)
 	}
@@ -220,19 +219,11 @@ func TestTriggerAppsAppliesOnlyThoseApps(t *testing.T) {
 	fb.mu.Lock()
 	fb.previews = nil
 	fb.mu.Unlock()
-	te.TriggerApps("shop")
-	te.syncOnce(te.ctx)
+	syncAfter("TriggerApps(shop)", func() { te.TriggerApps("shop") }, 1)
 	if _, err := te.st.Env("hello", "pr-7"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("closed preview still recorded after a partial sync: %v", err)
 	}
-	if n := te.applies(); n != 8 {
-		t.Fatalf("TriggerApps(shop) applied %d environments, want 1", n-7)
-	}
 
 	// Trigger still re-applies everything.
-	te.Trigger()
-	te.syncOnce(te.ctx)
-	if n := te.applies(); n != 11 {
-		t.Fatalf("Trigger applied %d environments, want all 3", n-8)
-	}
+	syncAfter("Trigger", te.Trigger, 3)
 }
