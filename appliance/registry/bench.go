@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -25,22 +26,32 @@ import (
 // one connection at a time, next to a raw write (with fsync) and read of a file of the same size
 // on the same disk.
 //
-// Both writes must find memory in the same state. On a VM that hands its free memory back to the
-// host (virtio-balloon free page reporting, DAMON pageout, as on the reference VM) the first
-// touch of a page costs about 15 µs: 200 MB of fresh page cache then costs ~0.8 s of page faults,
-// several times the disk write itself, and whichever write gets fresh pages loses. So the image
-// is built first, the raw write runs twice and only the second run is timed (it reuses the pages
-// the first one freed), and the raw file is deleted before the push, which reuses its pages.
+// Both writes are measured warm, in benchTrials paired trials whose medians are reported:
+//
+//   - Memory. On a VM that hands its free memory back to the host (virtio-balloon free page
+//     reporting, DAMON pageout, as on the reference VM) the first touch of a page costs about
+//     15 µs: 200 MB of fresh page cache then costs ~0.8 s of page faults, several times the disk
+//     write itself, and whichever write gets fresh pages loses. So the images are built first,
+//     the raw write runs twice and only the second run is timed (it reuses the pages the first
+//     one freed), and the raw file is deleted just before the push, which reuses its pages.
+//   - The registry. A registry that has been running keeps its upload buffers, connections and
+//     directories; a small image is pushed first so the timed pushes measure that state rather
+//     than the first upload of a fresh process.
+//
+// Disk speed on a VM swings from run to run, so each trial's push is compared with the raw
+// write measured just before it.
 const (
 	benchImageBytes = 200 << 20
 	benchLayers     = 4
+	benchTrials     = 3
 	benchManifests  = 500
 )
 
 // RunBench measures the registry on the disk holding dir and prints "name: value unit" lines:
 // push and pull MB/s of a 200 MB image over loopback, raw disk write (fsync'd) and read MB/s of a
 // file of the same size, the push/raw-write ratio (target ≥ 0.5) and manifest GET latency
-// p50/p99. The raw read and the pull both read through the page cache.
+// p50/p99. Push, raw write and their ratio are medians of benchTrials paired trials. The raw
+// read and the pull both read through the page cache.
 func RunBench(w io.Writer, dir string) error {
 	root, err := os.MkdirTemp(dir, "registry-bench-")
 	if err != nil {
@@ -48,13 +59,15 @@ func RunBench(w io.Writer, dir string) error {
 	}
 	defer os.RemoveAll(root)
 
-	img, err := benchImage()
+	warm, err := benchImage(2, 4<<20, 0)
 	if err != nil {
 		return err
 	}
-	rawWrite, rawRead, err := benchDisk(filepath.Join(root, "raw"), benchImageBytes)
-	if err != nil {
-		return err
+	imgs := make([]ggcrv1.Image, benchTrials)
+	for i := range imgs {
+		if imgs[i], err = benchImage(benchLayers, benchImageBytes/benchLayers, uint8(i+1)); err != nil {
+			return err
+		}
 	}
 
 	reg, err := New(Config{Dir: filepath.Join(root, "registry"), Addr: "127.0.0.1:0", GCInterval: -1}, slog.New(slog.DiscardHandler))
@@ -71,18 +84,37 @@ func RunBench(w io.Writer, dir string) error {
 	case err := <-done:
 		return err
 	}
-
-	ref, err := name.ParseReference(reg.Addr()+"/bench/image:latest", name.Insecure)
-	if err != nil {
-		return fmt.Errorf("cannot parse bench reference: %w", err)
+	push := func(repo string, img ggcrv1.Image) (name.Reference, time.Duration, error) {
+		ref, err := name.ParseReference(reg.Addr()+"/bench/"+repo+":latest", name.Insecure)
+		if err != nil {
+			return nil, 0, fmt.Errorf("cannot parse bench reference: %w", err)
+		}
+		start := time.Now()
+		if err := remote.Write(ref, img, remote.WithJobs(1)); err != nil {
+			return nil, 0, fmt.Errorf("cannot push bench image: %w", err)
+		}
+		return ref, time.Since(start), nil
 	}
+	if _, _, err := push("warm-up", warm); err != nil {
+		return err
+	}
+
+	var pushes, writes, reads, ratios []float64
+	var ref name.Reference
+	for i, img := range imgs {
+		rawWrite, rawRead, err := benchDisk(filepath.Join(root, "raw"), benchImageBytes)
+		if err != nil {
+			return err
+		}
+		var d time.Duration
+		if ref, d, err = push(fmt.Sprintf("image-%d", i), img); err != nil {
+			return err
+		}
+		p := mbps(benchImageBytes, d)
+		pushes, writes, reads, ratios = append(pushes, p), append(writes, rawWrite), append(reads, rawRead), append(ratios, p/rawWrite)
+	}
+
 	start := time.Now()
-	if err := remote.Write(ref, img, remote.WithJobs(1)); err != nil {
-		return fmt.Errorf("cannot push bench image: %w", err)
-	}
-	push := mbps(benchImageBytes, time.Since(start))
-
-	start = time.Now()
 	pulled, err := remote.Image(ref, remote.WithJobs(1))
 	if err != nil {
 		return fmt.Errorf("cannot pull bench image: %w", err)
@@ -106,16 +138,16 @@ func RunBench(w io.Writer, dir string) error {
 	}
 	pull := mbps(benchImageBytes, time.Since(start))
 
-	p50, p99, err := benchManifestGET(reg.Addr())
+	p50, p99, err := benchManifestGET(reg.Addr(), ref.Context().RepositoryStr())
 	if err != nil {
 		return err
 	}
 
-	fmt.Fprintf(w, "registry_push_single_stream: %.1f MB/s\n", push)
+	fmt.Fprintf(w, "registry_push_single_stream: %.1f MB/s (median of %d)\n", median(pushes), benchTrials)
 	fmt.Fprintf(w, "registry_pull_single_stream: %.1f MB/s\n", pull)
-	fmt.Fprintf(w, "disk_raw_write_fsync: %.1f MB/s\n", rawWrite)
-	fmt.Fprintf(w, "disk_raw_read: %.1f MB/s\n", rawRead)
-	fmt.Fprintf(w, "registry_push_vs_raw_write: %.2f ratio\n", push/rawWrite)
+	fmt.Fprintf(w, "disk_raw_write_fsync: %.1f MB/s (median of %d)\n", median(writes), benchTrials)
+	fmt.Fprintf(w, "disk_raw_read: %.1f MB/s (median of %d)\n", median(reads), benchTrials)
+	fmt.Fprintf(w, "registry_push_vs_raw_write: %.2f ratio (median of %d paired trials, %.2f–%.2f; target >= 0.5)\n", median(ratios), benchTrials, slices.Min(ratios), slices.Max(ratios))
 	fmt.Fprintf(w, "registry_manifest_get_p50: %.3f ms\n", float64(p50.Microseconds())/1000)
 	fmt.Fprintf(w, "registry_manifest_get_p99: %.3f ms\n", float64(p99.Microseconds())/1000)
 	return nil
@@ -123,15 +155,22 @@ func RunBench(w io.Writer, dir string) error {
 
 func mbps(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
 
-// benchImage builds an uncompressed OCI image of incompressible layers; static layers need no
-// gzip, so the push measures the registry rather than the client's compressor.
-func benchImage() (ggcrv1.Image, error) {
-	rng := rand.NewChaCha8([32]byte{'g', 'l', 'u', 'e'})
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// benchImage builds an uncompressed OCI image of layers incompressible layers of size bytes
+// each, different for each seed; static layers need no gzip, so the push measures the registry
+// rather than the client's compressor.
+func benchImage(layers, size int, seed uint8) (ggcrv1.Image, error) {
+	rng := rand.NewChaCha8([32]byte{'g', 'l', 'u', 'e', seed})
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	var adds []mutate.Addendum
-	for range benchLayers {
-		b := make([]byte, benchImageBytes/benchLayers)
+	for range layers {
+		b := make([]byte, size)
 		_, _ = rng.Read(b)
 		adds = append(adds, mutate.Addendum{Layer: static.NewLayer(b, types.OCIUncompressedLayer)})
 	}
@@ -198,10 +237,10 @@ func benchWrite(path string, n int64, buf []byte) (float64, error) {
 	return write, nil
 }
 
-// benchManifestGET times manifest GETs by tag over one keep-alive connection.
-func benchManifestGET(addr string) (p50, p99 time.Duration, err error) {
+// benchManifestGET times GETs of repo's manifest by tag over one keep-alive connection.
+func benchManifestGET(addr, repo string) (p50, p99 time.Duration, err error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-	url := "http://" + addr + "/v2/bench/image/manifests/latest"
+	url := "http://" + addr + "/v2/" + repo + "/manifests/latest"
 	lat := make([]time.Duration, 0, benchManifests)
 	for i := 0; i < benchManifests+20; i++ {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
