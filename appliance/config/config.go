@@ -7,8 +7,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +88,10 @@ type Server struct {
 	LogsMemoryLimit         int64
 	AlertingMemoryLimit     int64
 	LogCollectorMemoryLimit int64
+	// ObservabilityCPULimit is how many cores the observability programs may use together
+	// (default: half the host's, at least 1; 0: no limit beyond each program's own: one core
+	// for each store, half a core for each helper).
+	ObservabilityCPULimit float64
 	// Alert notifications. AlertWebhookURL receives Alertmanager's JSON (receiver "webhook");
 	// AlertSlackURL a Slack-compatible incoming webhook (receiver "slack", channel
 	// AlertSlackChannel); AlertEmailTo/From through AlertSMTPHost (host:port) with username and
@@ -129,6 +135,10 @@ const (
 	// MinMemoryLimit is the smallest limit accepted: below it the programs cannot start.
 	MinMemoryLimit = 64 << 20
 )
+
+// DefaultObservabilityCPULimit is the default --observability-cpu-limit on a host with cpus
+// cores: half of them, at least 1, so the rest of the node always keeps the other half.
+func DefaultObservabilityCPULimit(cpus int) float64 { return max(1, float64(cpus)/2) }
 
 func sizeVar(fs *pflag.FlagSet, p *int64, name string, value int64, usage string) {
 	*p = value
@@ -177,6 +187,7 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	sizeVar(fs, &s.LogsMemoryLimit, "logs-memory-limit", DefaultStoreMemoryLimit, "hard memory limit of VictoriaLogs, which sizes its caches at half of it (0: no limit)")
 	sizeVar(fs, &s.AlertingMemoryLimit, "alerting-memory-limit", DefaultHelperMemoryLimit, "hard memory limit of vmalert and of Alertmanager, each (0: no limit)")
 	sizeVar(fs, &s.LogCollectorMemoryLimit, "log-collector-memory-limit", DefaultHelperMemoryLimit, "hard memory limit of the container log collector, vlagent (0: no limit)")
+	fs.Float64Var(&s.ObservabilityCPULimit, "observability-cpu-limit", DefaultObservabilityCPULimit(runtime.NumCPU()), "cores the metrics, logs and alerting programs may use together (default: half the host's, at least 1; 0: no limit)")
 	fs.StringVar(&s.AlertWebhookURL, "alert-webhook-url", "", "URL that receives alert notifications as JSON (Alertmanager webhook format)")
 	fs.StringVar(&s.AlertSlackURL, "alert-slack-url", "", "Slack-compatible incoming webhook URL for alert notifications")
 	fs.StringVar(&s.AlertSlackChannel, "alert-slack-channel", "", "channel for --alert-slack-url (default: the webhook's)")
@@ -316,6 +327,9 @@ func (s *Server) Validate() error {
 		if l.value < 0 || l.value > 0 && l.value < MinMemoryLimit {
 			errs = append(errs, fmt.Errorf("%s %d is too small: give at least 64Mi, or 0 for no limit", l.name, l.value))
 		}
+	}
+	if c := s.ObservabilityCPULimit; math.IsNaN(c) || math.IsInf(c, 0) || c < 0 || c > 0 && c < 0.1 {
+		errs = append(errs, fmt.Errorf("--observability-cpu-limit %v is not a number of cores: give at least 0.1, or 0 for no limit", c))
 	}
 	if (s.AlertEmailTo == "") != (s.AlertSMTPHost == "") || (s.AlertEmailTo != "" && s.AlertEmailFrom == "") {
 		errs = append(errs, fmt.Errorf("alert mails need --alert-email-to, --alert-email-from and --alert-smtp-host together"))

@@ -66,6 +66,8 @@ func TestValidate(t *testing.T) {
 		{[]string{"--cluster-cidr", "10.42.0.0/28"}, "too small"},
 		{[]string{"--registry-addr", "5000"}, "--registry-addr"},
 		{[]string{"--poll-interval", "10ms"}, "--poll-interval"},
+		{[]string{"--observability-cpu-limit", "0.05"}, "--observability-cpu-limit 0.05 is not a number of cores"},
+		{[]string{"--observability-cpu-limit", "-1"}, "--observability-cpu-limit"},
 	} {
 		s, _ := newFlags(t, tc.args...)
 		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -113,5 +115,17 @@ func TestBadSizesAreNamed(t *testing.T) {
 	s, _ := newFlags(t, "--logs-memory-limit", "10Mi")
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--logs-memory-limit 10485760 is too small: give at least 64Mi, or 0 for no limit") {
 		t.Errorf("a 10Mi limit: got %v", err)
+	}
+}
+
+func TestObservabilityCPULimitDefaultsToHalfTheHost(t *testing.T) {
+	for cpus, want := range map[int]float64{1: 1, 2: 1, 3: 1.5, 8: 4} {
+		if got := DefaultObservabilityCPULimit(cpus); got != want {
+			t.Errorf("%d cores: %v, want %v", cpus, got, want)
+		}
+	}
+	s, _ := newFlags(t, "--observability-cpu-limit", "0")
+	if err := s.Validate(); err != nil {
+		t.Errorf("0 (no limit) rejected: %v", err)
 	}
 }

@@ -12,8 +12,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/paths"
 	"github.com/gluebox/gluebox/appliance/testnode"
 )
+
+// cpuQuota returns the CFS quota of cgroup path in µs per period ("max" or "-1" for none), from
+// cgroup v2's cpu.max or v1's cpu.cfs_quota_us.
+func cpuQuota(t *testing.T, path string) string {
+	t.Helper()
+	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", path, "cpu.max")); err == nil {
+		return strings.Fields(string(b))[0]
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu", path, "cpu.cfs_quota_us"))
+	if err != nil {
+		t.Fatalf("no CPU quota for cgroup %s: %v", path, err)
+	}
+	return strings.TrimSpace(string(b))
+}
 
 // notification is the part of Alertmanager's webhook payload the test reads.
 type notification struct {
@@ -72,7 +87,8 @@ func TestObservability(t *testing.T) {
 	hookURL, waitNotification := n.alertReceiver()
 	n.Start("--alert-webhook-url", hookURL, "--alert-evaluation-interval", "5s",
 		"--alert-group-wait", "5s", "--alert-group-interval", "10s",
-		"--metrics-memory-limit", "400Mi", "--alerting-memory-limit", "200Mi", "--log-collector-memory-limit", "0")
+		"--metrics-memory-limit", "400Mi", "--alerting-memory-limit", "200Mi", "--log-collector-memory-limit", "0",
+		"--observability-cpu-limit", "0.8")
 
 	// The memory-limit flags reach the children's cgroups; VictoriaMetrics sizes its caches at
 	// half its limit, and a limit of 0 means none.
@@ -100,6 +116,17 @@ func TestObservability(t *testing.T) {
 	})
 	if args, err := os.ReadFile("/proc/" + vmPID + "/cmdline"); err != nil || !strings.Contains(string(args), "-memory.allowedBytes=209715200\x00") {
 		t.Errorf("VictoriaMetrics' caches do not follow its limit: %v %q", err, args)
+	}
+	// Together they get 0.8 cores; each gets its own limit, but no more than that.
+	layout, err := paths.New(n.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	children := layout.CgroupRoot() + "/children"
+	for cg, want := range map[string]string{children: "80000", children + "/victoria-metrics": "80000", children + "/alertmanager": "50000"} {
+		if got := cpuQuota(t, cg); got != want {
+			t.Errorf("CPU quota of cgroup %s = %s µs per 100 ms, want %s", cg, got, want)
+		}
 	}
 	n.pushImage("testdata/images/hello", "127.0.0.1:5000/e2e/hello:1")
 	marker := fmt.Sprintf("e2e-marker-%d", time.Now().UnixNano())

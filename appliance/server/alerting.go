@@ -55,7 +55,7 @@ func (s *Server) newAlerting(bdl bundle.Dir, o *observe, p *platform) (*alerting
 	var err error
 	a.am, err = alerts.NewAlertmanager(alerts.AlertmanagerConfig{
 		Binary: bdl.Bin("alertmanager"), Dir: l.Join("alerts", "alertmanager"), LogFile: filepath.Join(l.LogDir(), "alertmanager.log"),
-		Notify: a.notify, Limits: s.childLimits(s.cfg.AlertingMemoryLimit, "--alerting-memory-limit"),
+		Notify: a.notify, Limits: s.childLimits(s.cfg.AlertingMemoryLimit, "--alerting-memory-limit", alerts.DefaultCPULimit),
 	}, s.log.With("component", "alertmanager"))
 	if err != nil {
 		return nil, nil, err
@@ -63,7 +63,7 @@ func (s *Server) newAlerting(bdl bundle.Dir, o *observe, p *platform) (*alerting
 	a.vma, err = alerts.NewVMAlert(alerts.VMAlertConfig{
 		Binary: bdl.Bin("vmalert"), Dir: l.Join("alerts", "vmalert"), LogFile: filepath.Join(l.LogDir(), "vmalert.log"),
 		MetricsURL: o.metrics.URL(), LogsURL: o.logs.URL(), AlertmanagerURL: a.am.URL(),
-		EvaluationInterval: s.cfg.AlertEvaluationInterval, Limits: s.childLimits(s.cfg.AlertingMemoryLimit, "--alerting-memory-limit"),
+		EvaluationInterval: s.cfg.AlertEvaluationInterval, Limits: s.childLimits(s.cfg.AlertingMemoryLimit, "--alerting-memory-limit", alerts.DefaultCPULimit),
 	}, s.log.With("component", "vmalert"))
 	if err != nil {
 		return nil, nil, err

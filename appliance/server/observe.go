@@ -61,10 +61,15 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		selfL.Close()
 		return nil, nil, nil, err
 	}
+	// Each program has its own CPU limit; together they get --observability-cpu-limit, so
+	// their limits (3.5 cores in all) cannot take a small host from the node and its pods.
+	if err := supervise.LimitCgroupCPU(s.childCgroup(), s.cfg.ObservabilityCPULimit); err != nil {
+		return fail(fmt.Errorf("cannot limit the observability programs to %v cores together (--observability-cpu-limit, 0 for no limit): %w", s.cfg.ObservabilityCPULimit, err))
+	}
 	o.logs, err = logs.New(logs.Config{
 		Binary: bdl.Bin("victoria-logs"), Dir: l.LogsDir(), LogFile: filepath.Join(l.LogDir(), "victoria-logs.log"),
 		Retention: s.cfg.LogsRetention, DiskBudget: s.cfg.LogsDiskBudget,
-		MemoryBytes: s.cfg.LogsMemoryLimit / 2, Limits: s.childLimits(s.cfg.LogsMemoryLimit, "--logs-memory-limit"),
+		MemoryBytes: s.cfg.LogsMemoryLimit / 2, Limits: s.childLimits(s.cfg.LogsMemoryLimit, "--logs-memory-limit", logs.DefaultCPUs),
 	}, s.log.With("component", "victoria-logs"))
 	if err != nil {
 		return fail(err)
@@ -72,7 +77,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	o.metrics, err = metrics.New(metrics.Config{
 		Binary: bdl.Bin("victoria-metrics"), Dir: l.MetricsDir(), LogFile: filepath.Join(l.LogDir(), "victoria-metrics.log"),
 		Retention: s.cfg.MetricsRetention, DiskBudget: s.cfg.MetricsDiskBudget,
-		MemoryBytes: s.cfg.MetricsMemoryLimit / 2, Limits: s.childLimits(s.cfg.MetricsMemoryLimit, "--metrics-memory-limit"),
+		MemoryBytes: s.cfg.MetricsMemoryLimit / 2, Limits: s.childLimits(s.cfg.MetricsMemoryLimit, "--metrics-memory-limit", metrics.DefaultCPUs),
 		Targets: metrics.Targets{
 			Kubelet:    net.JoinHostPort(netw.NodeIP.String(), "10250"),
 			NodeName:   netw.NodeName,
@@ -94,7 +99,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		Binary: bdl.Bin("vlagent"), Dir: l.Join("logs-collector"), LogFile: filepath.Join(l.LogDir(), "vlagent.log"),
 		Kubeconfig: certs.SupervisorKubecfg, StoreURL: o.logs.InsertURL(),
 		MemoryBytes: min(logs.DefaultCollectorMemoryBytes, s.cfg.LogCollectorMemoryLimit/2),
-		Limits:      s.childLimits(s.cfg.LogCollectorMemoryLimit, "--log-collector-memory-limit"),
+		Limits:      s.childLimits(s.cfg.LogCollectorMemoryLimit, "--log-collector-memory-limit", logs.DefaultCollectorCPULimit),
 	}, s.log.With("component", "vlagent"))
 	if err != nil {
 		return fail(err)
@@ -143,12 +148,16 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 func (s *Server) childCgroup() string { return s.layout.CgroupRoot() + "/children" }
 
 // childLimits returns the hard limits of an observability program under childCgroup: a memory
-// limit of limit bytes (0: none), named by flag in the warning an OOM kill logs, and the
-// program's default CPU limit.
-func (s *Server) childLimits(limit int64, flag string) supervise.Limits {
-	l := supervise.Limits{CgroupParent: s.childCgroup(), MemoryBytes: limit, MemoryFlag: flag}
+// limit of limit bytes (0: none), named by flag in the warning an OOM kill logs, and cpu cores,
+// the program's own CPU limit, but no more than all of them may use together
+// (--observability-cpu-limit; on cgroup v1 the kernel refuses a child more than its parent).
+func (s *Server) childLimits(limit int64, flag string, cpu float64) supervise.Limits {
+	l := supervise.Limits{CgroupParent: s.childCgroup(), MemoryBytes: limit, MemoryFlag: flag, CPU: cpu}
 	if limit == 0 {
 		l.MemoryBytes = -1 // none
+	}
+	if total := s.cfg.ObservabilityCPULimit; total > 0 {
+		l.CPU = min(cpu, total)
 	}
 	return l
 }

@@ -521,3 +521,84 @@ func logCgroupRemoval(cg *cgroup, log *slog.Logger) {
 		log.Warn("cannot remove the child's cgroup; `gluebox cleanup` removes it", "err", err)
 	}
 }
+
+// LimitCgroupCPU limits the CPU time of everything in the cgroup path (a CgroupParent such as
+// /gluebox/children) together to cores cores, so that children whose own limits add up to more
+// than the host has still cannot take it all. cores <= 0 removes the limit. The cgroup is created
+// when missing.
+//
+// On cgroup v1 a child's quota may not exceed its parent's, so children placed under path must
+// ask for at most cores each (see Limits.CPU). Quotas that cgroups left below path by an earlier
+// run hold above the new limit are lifted (they then follow the parent's), since otherwise the
+// kernel refuses the parent's.
+func LimitCgroupCPU(path string, cores float64) error {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path || path == "/" {
+		return fmt.Errorf("cannot limit cgroup %q: not a clean absolute path below the root", path)
+	}
+	if math.IsNaN(cores) || math.IsInf(cores, 0) || cores > 0 && cores < 0.01 {
+		return fmt.Errorf("cannot limit cgroup %s to %v cores: give at least 0.01, or 0 for no limit", path, cores)
+	}
+	fsys, err := detectCgroupFS()
+	if err != nil {
+		return err
+	}
+	return limitCgroupCPU(fsys, path, cores)
+}
+
+func limitCgroupCPU(fsys cgroupFS, path string, cores float64) error {
+	quota := "max"
+	if cores > 0 {
+		quota = strconv.FormatInt(int64(math.Round(cores*cfsPeriod)), 10)
+	}
+	if fsys.Unified != "" {
+		have, err := os.ReadFile(filepath.Join(fsys.Unified, "cgroup.controllers"))
+		if err != nil {
+			return fmt.Errorf("cannot read the controllers of %s: %w", fsys.Unified, err)
+		}
+		if !slices.Contains(strings.Fields(string(have)), "cpu") {
+			return fmt.Errorf("the cgroup v2 hierarchy at %s has no cpu controller (%s lists %q)", fsys.Unified, filepath.Join(fsys.Unified, "cgroup.controllers"), strings.TrimSpace(string(have)))
+		}
+		dir := fsys.Unified
+		for _, elem := range strings.Split(strings.Trim(path, "/"), "/") {
+			if err := enableControllers(dir, []string{"cpu"}); err != nil {
+				return err
+			}
+			dir = filepath.Join(dir, elem)
+			if err := mkdir(dir); err != nil {
+				return err
+			}
+		}
+		return writeCgroupFile(filepath.Join(dir, "cpu.max"), quota+" "+strconv.Itoa(cfsPeriod))
+	}
+	mnt := fsys.V1["cpu"]
+	if mnt == "" {
+		return errors.New("no cgroup cpu hierarchy is mounted (neither cgroup v2 at /sys/fs/cgroup nor a v1 cpu hierarchy such as /sys/fs/cgroup/cpu)")
+	}
+	dir := filepath.Join(mnt, path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create cgroup %s: %w", dir, err)
+	}
+	if quota == "max" {
+		quota = "-1"
+	}
+	write := func() error {
+		return errors.Join(
+			writeCgroupFile(filepath.Join(dir, "cpu.cfs_period_us"), strconv.Itoa(cfsPeriod)),
+			writeCgroupFile(filepath.Join(dir, "cpu.cfs_quota_us"), quota))
+	}
+	err := write()
+	if err == nil || !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	// A cgroup below holds a larger quota: lift those, then try again.
+	walkErr := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || p == dir {
+			return err
+		}
+		return writeCgroupFile(filepath.Join(p, "cpu.cfs_quota_us"), "-1")
+	})
+	if walkErr != nil {
+		return fmt.Errorf("cannot lift the quotas below %s: %w", dir, walkErr)
+	}
+	return write()
+}

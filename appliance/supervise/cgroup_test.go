@@ -563,3 +563,96 @@ func TestMiB(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitCgroupCPUBoundsTheChildrenTogether(t *testing.T) {
+	parent := testCgroupParent(t)
+	fsys, err := detectCgroupFS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fsys.Unified != "" {
+		t.Skip("this host runs cgroup v2; TestLimitCgroupCPUV2Writes covers it")
+	}
+	quota := func(p string) string {
+		t.Helper()
+		return strings.TrimSpace(readFile(t, filepath.Join(fsys.V1["cpu"], p, "cpu.cfs_quota_us")))
+	}
+	if err := LimitCgroupCPU(parent, 1.5); err != nil {
+		t.Fatal(err)
+	}
+	if got := quota(parent); got != "150000" {
+		t.Fatalf("group quota %s, want 150000", got)
+	}
+	// A child may ask for up to the group's limit.
+	cg, err := newCgroup(fsys, Limits{CPU: 1.5, CgroupParent: parent}, "child")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.create(); err != nil {
+		t.Fatalf("a child at the group's limit: %v", err)
+	}
+	// Lowering the group below a child's quota lifts the child's, which the kernel would
+	// otherwise refuse.
+	if err := LimitCgroupCPU(parent, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	if got, child := quota(parent), quota(parent+"/child"); got != "50000" || child != "-1" {
+		t.Fatalf("after lowering: group %s, child %s; want 50000 and -1", got, child)
+	}
+	if err := LimitCgroupCPU(parent, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := quota(parent); got != "-1" {
+		t.Fatalf("after removing the limit: group quota %s, want -1", got)
+	}
+	for _, bad := range []string{"relative", "/", "/a/../b"} {
+		if err := LimitCgroupCPU(bad, 1); err == nil {
+			t.Errorf("LimitCgroupCPU(%q) accepted", bad)
+		}
+	}
+	if err := LimitCgroupCPU(parent, 0.001); err == nil || !strings.Contains(err.Error(), "at least 0.01") {
+		t.Errorf("a 0.001-core limit: %v", err)
+	}
+}
+
+func TestLimitCgroupCPUV2Writes(t *testing.T) {
+	root := t.TempDir()
+	for f, v := range map[string]string{
+		"cgroup.controllers":                      "cpu memory",
+		"cgroup.subtree_control":                  "memory",
+		"gluebox/cgroup.subtree_control":          "cpu",
+		"gluebox/children/cgroup.subtree_control": "",
+		"gluebox/children/cpu.max":                "max 100000",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, f), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := limitCgroupCPU(cgroupFS{Unified: root}, "/gluebox/children", 1.25); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]string{
+		"cgroup.subtree_control":         "+cpu",
+		"gluebox/cgroup.subtree_control": "cpu", // already on: not written
+		"gluebox/children/cpu.max":       "125000 100000",
+	} {
+		if got := readFile(t, filepath.Join(root, f)); got != want {
+			t.Errorf("%s = %q, want %q", f, got, want)
+		}
+	}
+	if err := limitCgroupCPU(cgroupFS{Unified: root}, "/gluebox/children", 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(root, "gluebox/children/cpu.max")); got != "max 100000" {
+		t.Errorf("no limit: cpu.max = %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("memory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := limitCgroupCPU(cgroupFS{Unified: root}, "/gluebox/children", 1); err == nil || !strings.Contains(err.Error(), "no cpu controller") {
+		t.Errorf("without the cpu controller: %v", err)
+	}
+}
