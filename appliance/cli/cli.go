@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -251,16 +252,19 @@ func newStatusCmd(g *globals) *cobra.Command {
 			for _, c := range st.Components {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.State, c.Since.Format("15:04:05"), c.Error)
 			}
-			fmt.Fprintln(w, "\nCHILD\tSTATE\tPID\tRESTARTS\tMEMORY\tOOM KILLS")
+			fmt.Fprintln(w, "\nCHILD\tSTATE\tPID\tRESTARTS\tMEMORY\tCPU LIMIT\tOOM KILLS")
 			for _, c := range st.Children {
-				mem := "-"
+				mem, cpu := "-", "-"
 				switch {
 				case c.MemoryLimit > 0:
 					mem = fmt.Sprintf("%d/%d MiB", c.MemoryUsage>>20, c.MemoryLimit>>20)
 				case c.MemoryUsage > 0:
 					mem = fmt.Sprintf("%d MiB", c.MemoryUsage>>20)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%d\n", c.Name, c.State, c.PID, c.Restarts, mem, c.OOMKills)
+				if c.CPULimit > 0 {
+					cpu = strconv.FormatFloat(c.CPULimit, 'f', -1, 64) + " cores"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%d\n", c.Name, c.State, c.PID, c.Restarts, mem, cpu, c.OOMKills)
 			}
 			fmt.Fprintln(w)
 			keys := make([]string, 0, len(st.Versions))

@@ -102,10 +102,10 @@ func TestObservability(t *testing.T) {
 			vmPID = m[1]
 		}
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`(?m)^victoria-metrics\s+running\s.*/400 MiB`),
+			regexp.MustCompile(`(?m)^victoria-metrics\s+running\s.*/400 MiB\s+0\.8 cores\s`),
 			regexp.MustCompile(`(?m)^victoria-logs\s+running\s.*/512 MiB`),
 			regexp.MustCompile(`(?m)^vmalert\s+running\s.*/200 MiB`),
-			regexp.MustCompile(`(?m)^alertmanager\s+running\s.*/200 MiB`),
+			regexp.MustCompile(`(?m)^alertmanager\s+running\s.*/200 MiB\s+0\.5 cores\s`),
 			regexp.MustCompile(`(?m)^vlagent\s+running\s+\d+\s+\d+\s+\d+ MiB\s`),
 		} {
 			if !want.MatchString(out) {
