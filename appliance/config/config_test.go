@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +129,32 @@ func TestObservabilityCPULimitDefaultsToHalfTheHost(t *testing.T) {
 	s, _ := newFlags(t, "--observability-cpu-limit", "0")
 	if err := s.Validate(); err != nil {
 		t.Errorf("0 (no limit) rejected: %v", err)
+	}
+}
+
+// The packaged example config (packaging/config.yaml) must keep naming real flags with valid
+// values, its commented-out examples included.
+func TestPackagedConfigExampleApplies(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		// "# key: value" and "#   - item" are examples; other comments are prose.
+		if ex, ok := strings.CutPrefix(line, "# "); ok && (regexp.MustCompile(`^[a-z-]+:`).MatchString(ex) || strings.HasPrefix(ex, "  - ")) {
+			line = ex
+		}
+		lines = append(lines, line)
+	}
+	s, fs := newFlags(t)
+	if err := Apply(fs, "packaging/config.yaml", []byte(strings.Join(lines, "\n"))); err != nil {
+		t.Fatalf("the example config does not apply with its examples enabled: %v", err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("the example config's values do not validate: %v", err)
+	}
+	if s.MetricsDiskBudget != 20<<30 || len(s.KubeletArgs) != 1 {
+		t.Errorf("examples not applied: metrics-disk-budget %d, kubelet-arg %v", s.MetricsDiskBudget, s.KubeletArgs)
 	}
 }
