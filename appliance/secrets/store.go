@@ -17,6 +17,8 @@ import (
 	"filippo.io/age"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 )
 
 // Bucket names. Paths and key names are plaintext; every value is an age file.
@@ -359,7 +361,7 @@ func (s *Store) loadKeyring(dbRecipient string) (*keyring, error) {
 			if err := os.Rename(stPath, idPath); err != nil {
 				return nil, fmt.Errorf("cannot finish interrupted key rotation: %w", err)
 			}
-			if err := syncDir(s.opts.Dir); err != nil {
+			if err := atomicfile.SyncDir(s.opts.Dir); err != nil {
 				return nil, err
 			}
 			cur = staged
