@@ -26,6 +26,12 @@ type writeReq struct {
 
 // commitLoop is the single writer: it takes every request that is waiting and commits them in
 // one transaction (one fsync), so concurrent writers share the cost of a commit.
+//
+// Why not bbolt's own DB.Batch: it collects calls until MaxBatchDelay passes, so a lone write
+// always waits that long, where this loop commits at once what is waiting. Measured for issue 13
+// (bench group "secrets", 12 runs each, alternating, on a loaded 2-core machine), Batch with a
+// 2 ms delay halved single writes (median 118/s against 217/s) for batched figures within the
+// runs' spread (1,493/s p99 53 ms against 1,211/s p99 75 ms); neither held the target there.
 func (s *Store) commitLoop() {
 	defer close(s.loopDone)
 	for {
