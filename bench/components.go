@@ -4,13 +4,13 @@ import (
 	"io"
 	"os"
 
-	"github.com/gluebox/gluebox/appliance/logs"
-	"github.com/gluebox/gluebox/appliance/metrics"
-	"github.com/gluebox/gluebox/appliance/registry"
-	"github.com/gluebox/gluebox/appliance/secrets"
+	"github.com/gluebox/gluebox/bench/internal/logsbench"
+	"github.com/gluebox/gluebox/bench/internal/metricsbench"
+	"github.com/gluebox/gluebox/bench/internal/registrybench"
+	"github.com/gluebox/gluebox/bench/internal/secretsbench"
 )
 
-// componentGroups returns the benchmarks that components bring as RunBench functions; each
+// componentGroups returns the benchmarks of single components (bench/internal/*bench); each
 // runs in a scratch directory on the data disk.
 func componentGroups() []group {
 	scratch := func(f func(io.Writer, string) error) func(io.Writer) error {
@@ -24,9 +24,9 @@ func componentGroups() []group {
 		}
 	}
 	return []group{
-		{"registry", scratch(registry.RunBench)},
-		{"secrets", scratch(secrets.RunBench)},
-		{"metrics", scratch(metrics.RunBench)},
-		{"logs", scratch(logs.RunBench)},
+		{"registry", scratch(registrybench.Run)},
+		{"secrets", scratch(secretsbench.Run)},
+		{"metrics", scratch(metricsbench.Run)},
+		{"logs", scratch(logsbench.Run)},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 	"github.com/gluebox/gluebox/appliance/internal/victoria"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
@@ -485,7 +486,7 @@ func NewAlertmanager(cfg AlertmanagerConfig, log *slog.Logger) (*Alertmanager, e
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(cfg.ConfigFile(), data, 0o600); err != nil {
+	if err := atomicfile.WriteFile(cfg.ConfigFile(), data, 0o600); err != nil {
 		return nil, fmt.Errorf("alerts: cannot write alertmanager config: %w", err)
 	}
 	a := &Alertmanager{cfg: cfg, log: log}
@@ -547,7 +548,7 @@ func (a *Alertmanager) Apply(ctx context.Context, n Notify) error {
 	if err != nil {
 		return fmt.Errorf("alerts: cannot read %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("alerts: cannot write alertmanager config: %w", err)
 	}
 	if a.child.State().State != "running" {
@@ -555,7 +556,7 @@ func (a *Alertmanager) Apply(ctx context.Context, n Notify) error {
 		return nil
 	}
 	if err := a.reload(ctx); err != nil {
-		if werr := writeFileAtomic(path, prev, 0o600); werr != nil {
+		if werr := atomicfile.WriteFile(path, prev, 0o600); werr != nil {
 			return fmt.Errorf("alerts: alertmanager refused the new config (%w) and the old one cannot be restored: %v", err, werr)
 		}
 		if rerr := a.reload(ctx); rerr != nil {

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -177,7 +178,7 @@ func (r UserRule) Validate(receivers []string) error {
 			bad("receiver %q is not configured (have: %s)", r.Receiver, strings.Join(receivers, ", "))
 		}
 	}
-	for _, k := range sortedKeys(r.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(r.Labels)) {
 		if !labelNameRE.MatchString(k) || strings.HasPrefix(k, "__") {
 			bad("labels: %q is not a label name", k)
 		} else if what, ok := reservedLabels[k]; ok {
@@ -193,7 +194,7 @@ func (r UserRule) Validate(receivers []string) error {
 			bad("%s contains a NUL byte", f.key)
 		}
 	}
-	for _, k := range sortedKeys(r.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(r.Labels)) {
 		if v := r.Labels[k]; strings.Contains(v, "%{") || strings.Contains(v, "{{") {
 			bad("labels.%s must be plain text", k)
 		}
@@ -466,13 +467,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 	"github.com/gluebox/gluebox/appliance/internal/victoria"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
@@ -213,7 +214,7 @@ func NewVMAlert(cfg VMAlertConfig, log *slog.Logger) (*VMAlert, error) {
 	keep := map[string]bool{UserRulesFile: true}
 	for name, data := range files {
 		keep["default-"+name] = true
-		if err := writeFileAtomic(filepath.Join(cfg.RulesDir(), "default-"+name), data, 0o640); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(cfg.RulesDir(), "default-"+name), data, 0o640); err != nil {
 			return nil, fmt.Errorf("alerts: cannot write default rules: %w", err)
 		}
 	}
@@ -361,7 +362,7 @@ func (v *VMAlert) SetUserRules(ctx context.Context, rules []UserRule) (dropped [
 		if err != nil {
 			return dropped, err
 		}
-		if err := writeFileAtomic(path, data, 0o640); err != nil {
+		if err := atomicfile.WriteFile(path, data, 0o640); err != nil {
 			return dropped, fmt.Errorf("alerts: cannot write user rules: %w", err)
 		}
 	}
@@ -513,15 +514,4 @@ func checkHTTPURL(s string) error {
 		return fmt.Errorf("%q is not an http(s) URL", s)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -18,6 +18,8 @@ import (
 	"syscall"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 )
 
 // Dir is an extracted bundle.
@@ -78,6 +80,9 @@ func Extract(binRoot string, data []byte, sum string) (Dir, error) {
 	if err := os.Rename(tmp, dir.Root); err != nil {
 		return Dir{}, fmt.Errorf("cannot move bundle into place: %w", err)
 	}
+	if err := atomicfile.SyncDir(filepath.Dir(dir.Root)); err != nil {
+		return Dir{}, err
+	}
 	return dir, pointCurrent(binRoot, sum[:12])
 }
 
@@ -131,15 +136,7 @@ func pointCurrent(binRoot, hash string) error {
 	if target, err := os.Readlink(cur); err == nil && target == hash {
 		return nil
 	}
-	tmp := cur + ".tmp"
-	_ = os.Remove(tmp)
-	if err := os.Symlink(hash, tmp); err != nil {
-		return fmt.Errorf("cannot link %s: %w", cur, err)
-	}
-	if err := os.Rename(tmp, cur); err != nil {
-		return fmt.Errorf("cannot link %s: %w", cur, err)
-	}
-	return nil
+	return atomicfile.Symlink(hash, cur)
 }
 
 func lock(path string) (func(), error) {

@@ -86,7 +86,6 @@ func (a *APIServer) Run(ctx context.Context) error {
 	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
 		return fmt.Errorf("kube-apiserver: cannot set feature gates: %w", err)
 	}
-	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	completed, err := s.Complete(ctx)
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: invalid options: %w", err)

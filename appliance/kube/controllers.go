@@ -63,11 +63,15 @@ func (c *ControllerManager) Run(ctx context.Context) error {
 	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
 		return fmt.Errorf("kube-controller-manager: cannot set feature gates: %w", err)
 	}
-	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	cfg, err := s.Config(ctx, cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases())
 	if err != nil {
 		return fmt.Errorf("kube-controller-manager: invalid options: %w", err)
 	}
+	// The controllers watch every API, deprecated ones included (as upstream's binary, which
+	// silences them process-wide). Only this config is silenced, so users' manifests applied by
+	// other clients in this process keep their deprecation warnings. Every controller client
+	// is built from it (rest.CopyConfig and AnonymousClientConfig keep the handler).
+	cfg.Kubeconfig.WarningHandler = rest.NoWarnings{}
 	if err := cmapp.Run(ctx, cfg.Complete()); err != nil && ctx.Err() == nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 	"github.com/gluebox/gluebox/appliance/internal/victoria"
 )
 
@@ -82,7 +83,7 @@ func saveRetention(cfg Config, d time.Duration) error {
 		}
 		return err
 	}
-	return writeFileAtomic(cfg.retentionFile(), []byte(d.String()+"\n"))
+	return atomicfile.WriteFile(cfg.retentionFile(), []byte(d.String()+"\n"), 0o640)
 }
 
 // EffectiveRetention is the retention VictoriaMetrics runs with now: Config.Retention, or less

@@ -36,6 +36,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 	"github.com/gluebox/gluebox/appliance/internal/victoria"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
@@ -196,7 +197,7 @@ func New(cfg Config, log *slog.Logger) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(cfg.ScrapeFile(), scrape); err != nil {
+	if err := atomicfile.WriteFile(cfg.ScrapeFile(), scrape, 0o640); err != nil {
 		return nil, fmt.Errorf("metrics: cannot write scrape config: %w", err)
 	}
 	m := &Metrics{cfg: cfg, log: log, retune: make(chan time.Duration, 1), retention: loadRetention(cfg)}
@@ -331,11 +332,3 @@ func (m *Metrics) UIHandler(prefix string) http.Handler {
 func (m *Metrics) DiskUsage() (int64, error) { return victoria.DirSize(m.cfg.DataDir()) }
 
 var promDuration = victoria.Duration
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o640); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}

@@ -25,6 +25,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 )
 
 // CA is a certificate authority whose key is on disk.
@@ -176,10 +178,10 @@ func EnsureSigningKey(dir, name string) (keyFile, pubFile string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", err
 	}
-	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return "", "", err
 	}
-	if err := writeFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644); err != nil {
+	if err := atomicfile.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644); err != nil {
 		return "", "", err
 	}
 	return keyFile, pubFile, nil
@@ -210,7 +212,7 @@ resources:
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	return path, writeFile(path, []byte(cfg), 0o600)
+	return path, atomicfile.WriteFile(path, []byte(cfg), 0o600)
 }
 
 // WriteKubeconfig writes a kubeconfig at path that reaches server with the given client pair,
@@ -228,7 +230,7 @@ func WriteKubeconfig(path, server string, ca *CA, p Pair) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(path, data, 0o600)
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 func serial() *big.Int {
@@ -269,20 +271,8 @@ func write(dir, certFile, keyFile string, der []byte, key *ecdsa.PrivateKey) err
 	if err != nil {
 		return err
 	}
-	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		return err
 	}
-	return writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-}
-
-// writeFile replaces path atomically so a crash never leaves half a key.
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -325,18 +326,32 @@ func (r *Registry) observe(next http.Handler) http.Handler {
 	})
 }
 
-// RouteDistributionLogs sends the log output of distribution's internals (which logs through the
-// process-wide logrus standard logger) to logger: warnings and errors at their level, the rest at
-// debug. Distribution offers no per-instance logger, so this changes process-global state: call it
-// once from main, never from a library.
+// RouteDistributionLogs sends the log output of distribution's internals to logger: warnings and
+// errors at their level, the rest at debug. Call it from main (or a test binary's TestMain);
+// calling it again only changes where the lines go.
+//
+// This is process-wide state, and cannot be per registry instance: distribution logs through
+// logrus' standard logger, and the only per-instance alternative, a logger in the context, is
+// set with an internal package (distribution/v3/internal/dcontext) that gluebox cannot import.
+// So one hook is added to the standard logger, once (each call used to add another, so every
+// line was logged once per server start), and it forwards to the logger of the latest call.
 func RouteDistributionLogs(logger *slog.Logger) {
-	std := logrus.StandardLogger()
-	std.SetOutput(io.Discard)
-	std.SetLevel(logrus.InfoLevel)
-	std.AddHook(logrusBridge{log: logger.With("component", "registry", "source", "distribution")})
+	distributionLogs.log.Store(logger.With("component", "registry", "source", "distribution"))
+	distributionLogs.once.Do(func() {
+		std := logrus.StandardLogger()
+		std.SetOutput(io.Discard)
+		std.SetLevel(logrus.InfoLevel)
+		std.AddHook(logrusBridge{log: &distributionLogs.log})
+	})
 }
 
-type logrusBridge struct{ log *slog.Logger }
+// distributionLogs is the state behind RouteDistributionLogs; see there why it is global.
+var distributionLogs struct {
+	once sync.Once
+	log  atomic.Pointer[slog.Logger]
+}
+
+type logrusBridge struct{ log *atomic.Pointer[slog.Logger] }
 
 func (logrusBridge) Levels() []logrus.Level { return logrus.AllLevels }
 
@@ -364,6 +379,6 @@ func (b logrusBridge) Fire(e *logrus.Entry) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	b.log.Log(ctx, level, e.Message, attrs...)
+	b.log.Load().Log(ctx, level, e.Message, attrs...)
 	return nil
 }

@@ -38,6 +38,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage"
 	"github.com/distribution/distribution/v3/registry/storage/driver"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 )
 
 // DefaultAddr is where the registry listens when Config.Addr is empty.
@@ -345,28 +347,13 @@ func loadSecret(path string) (string, error) {
 	return s, nil
 }
 
-// writeFileAtomic writes b to a temporary file beside path and renames it into place.
+// writeFileAtomic replaces path with b, creating its directory (0700) first: repositories and
+// aliases get their directories on first write.
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+		return fmt.Errorf("cannot create %s: %w", filepath.Dir(path), err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.WriteFile(path, b, mode)
 }
 
 // Handler is the registry's full HTTP handler (auth, logs, metrics, referrers, distribution). Run

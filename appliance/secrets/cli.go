@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -98,10 +100,10 @@ directory is the only way to read them: keep a copy of it off this host.`,
 				_, err = out.Write(b)
 				return err
 			}
-			for _, k := range sortedKeys(ans.Values) {
+			for _, k := range slices.Sorted(maps.Keys(ans.Values)) {
 				fmt.Fprintf(out, "%s=%s\n", k, strconv.Quote(ans.Values[k]))
 			}
-			for _, k := range sortedKeys(ans.ValuesBase64) {
+			for _, k := range slices.Sorted(maps.Keys(ans.ValuesBase64)) {
 				fmt.Fprintf(out, "%s (base64)=%s\n", k, ans.ValuesBase64[k])
 			}
 			return nil

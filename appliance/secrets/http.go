@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -108,7 +110,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 		if k := r.URL.Query().Get("key"); k != "" {
 			v, ok := sec.Values[k]
 			if !ok {
-				return nil, api.Errorf(http.StatusNotFound, "key %s is not in %s (keys: %v)", k, sec.Path, sortedKeys(sec.Values))
+				return nil, api.Errorf(http.StatusNotFound, "key %s is not in %s (keys: %v)", k, sec.Path, slices.Sorted(maps.Keys(sec.Values)))
 			}
 			sec.Values = map[string][]byte{k: v}
 		}
@@ -185,7 +187,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 			return nil, err
 		}
 		v, err := st.Import(r.Context(), req.Path, values, req.Replace, by(req.By))
-		return ImportAnswer{VersionAnswer: VersionAnswer{Path: req.Path, Version: v}, Keys: sortedKeys(values)}, err
+		return ImportAnswer{VersionAnswer: VersionAnswer{Path: req.Path, Version: v}, Keys: slices.Sorted(maps.Keys(values))}, err
 	}))
 	mux.HandleFunc("POST /v1/secrets-rotate-key", handle(func(r *http.Request) (any, error) {
 		var req ByRequest

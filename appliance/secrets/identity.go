@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 )
 
 // File names inside the secrets dir.
@@ -141,7 +143,7 @@ func (c identityCodec) write(path string, id *age.X25519Identity) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b, 0o600)
+	return atomicfile.WriteFile(path, b, 0o600)
 }
 
 // loadRetired reads every identity under dir/retired, newest first.
@@ -180,49 +182,6 @@ func (c identityCodec) retire(dir string, id *age.X25519Identity) error {
 		return nil
 	}
 	return c.write(name, id)
-}
-
-// writeFileAtomic writes b to path through a temp file in the same dir, so readers see either
-// the old or the new content, never a torn file.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("cannot create temp file for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot set mode of %s: %w", tmp, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cannot close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("cannot rename %s to %s: %w", tmp, path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("cannot open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("cannot sync dir %s: %w", dir, err)
-	}
-	return nil
 }
 
 // seal encrypts plain to recipient as one age file.

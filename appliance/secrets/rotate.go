@@ -10,6 +10,8 @@ import (
 
 	"filippo.io/age"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 )
 
 // Rotation steps, in order. A crash after any of them leaves a store that Open reads: before
@@ -89,7 +91,7 @@ func (s *Store) RotateKey(ctx context.Context, by string) (string, error) {
 	if err := os.Rename(stPath, filepath.Join(s.opts.Dir, identityFile)); err != nil {
 		return "", fmt.Errorf("cannot install new identity (the next start finishes the rotation): %w", err)
 	}
-	if err := syncDir(s.opts.Dir); err != nil {
+	if err := atomicfile.SyncDir(s.opts.Dir); err != nil {
 		return "", err
 	}
 	if err := s.hook(stepRenamed); err != nil {

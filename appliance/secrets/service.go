@@ -163,10 +163,13 @@ func (s *Service) Run(ctx context.Context) error {
 
 // loadBackupState finds the newest verified backup from the manifests on disk.
 func (s *Service) loadBackupState() {
-	// Half-written backups from a crash; the store's lock makes us the only writer.
-	leftovers, _ := filepath.Glob(filepath.Join(s.cfg.BackupDir, ".tmp-"+snapshotPrefix+"*"))
-	for _, p := range leftovers {
-		_ = os.Remove(p)
+	// Half-written backups from a crash; the store's lock makes us the only writer. atomicfile
+	// names its temporary files "."+name+digits; ".tmp-" is what versions before it used.
+	for _, pattern := range []string{"." + snapshotPrefix + "*", ".tmp-" + snapshotPrefix + "*"} {
+		leftovers, _ := filepath.Glob(filepath.Join(s.cfg.BackupDir, pattern))
+		for _, p := range leftovers {
+			_ = os.Remove(p)
+		}
 	}
 	list, err := ListBackups(s.cfg.BackupDir)
 	if err != nil {

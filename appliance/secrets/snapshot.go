@@ -18,6 +18,8 @@ import (
 
 	"filippo.io/age"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 )
 
 // A snapshot file is one age file (sealed to the store's identity) whose plaintext is:
@@ -83,58 +85,51 @@ func (s *Store) Backup(ctx context.Context, dir string) (Manifest, error) {
 	now := time.Now().UTC()
 	name := snapshotPrefix + now.Format("20060102T150405.000000000Z") + snapshotSuffix
 	final := filepath.Join(dir, name)
-	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
-	if err != nil {
-		return Manifest{}, fmt.Errorf("cannot create backup file: %w", err)
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
 	outer := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, outer)}
-	bw := bufio.NewWriterSize(cw, 1<<20)
-
-	s.mu.RLock()
-	if s.db == nil {
-		s.mu.RUnlock()
-		return Manifest{}, errors.New("cannot back up: secret store is closed")
-	}
-	rcpt := s.keys.current.Recipient()
+	var cw *countWriter
 	var hdr snapshotHeader
-	err = s.db.View(func(tx *bolt.Tx) error {
-		aw, err := age.Encrypt(bw, rcpt)
-		if err != nil {
+	errClosed := errors.New("cannot back up: secret store is closed")
+	err := atomicfile.Write(final, 0o600, func(f io.Writer) error {
+		cw = &countWriter{w: io.MultiWriter(f, outer)}
+		bw := bufio.NewWriterSize(cw, 1<<20)
+		if err := s.snapshotTo(bw, now, &hdr, errClosed); err != nil {
 			return err
 		}
-		hdr = snapshotHeader{Created: now, Recipient: rcpt.String(), Size: tx.Size(), Secrets: tx.Bucket(bPaths).Stats().KeyN}
-		if err := writeSnapshot(aw, hdr, tx); err != nil {
-			return err
-		}
-		return aw.Close()
+		return bw.Flush()
 	})
-	s.mu.RUnlock()
+	if errors.Is(err, errClosed) {
+		return Manifest{}, errClosed
+	}
 	if err != nil {
 		return Manifest{}, fmt.Errorf("cannot write snapshot: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return Manifest{}, fmt.Errorf("cannot write snapshot: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return Manifest{}, fmt.Errorf("cannot sync snapshot: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return Manifest{}, fmt.Errorf("cannot close snapshot: %w", err)
-	}
-	if err := os.Rename(f.Name(), final); err != nil {
-		return Manifest{}, fmt.Errorf("cannot move snapshot into place: %w", err)
 	}
 	m := Manifest{File: name, Created: now, Size: cw.n, SHA256: hex.EncodeToString(outer.Sum(nil)), Recipient: hdr.Recipient, Secrets: hdr.Secrets}
 	if err := writeManifest(final, m); err != nil {
 		return Manifest{}, err
 	}
-	if err := syncDir(dir); err != nil {
-		return Manifest{}, err
-	}
 	return m, nil
+}
+
+// snapshotTo encrypts a consistent snapshot of the store to its current identity into w and
+// fills in hdr, holding the read lock only while the transaction lasts.
+func (s *Store) snapshotTo(w io.Writer, now time.Time, hdr *snapshotHeader, errClosed error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return errClosed
+	}
+	rcpt := s.keys.current.Recipient()
+	return s.db.View(func(tx *bolt.Tx) error {
+		aw, err := age.Encrypt(w, rcpt)
+		if err != nil {
+			return err
+		}
+		*hdr = snapshotHeader{Created: now, Recipient: rcpt.String(), Size: tx.Size(), Secrets: tx.Bucket(bPaths).Stats().KeyN}
+		if err := writeSnapshot(aw, *hdr, tx); err != nil {
+			return err
+		}
+		return aw.Close()
+	})
 }
 
 func writeSnapshot(w io.Writer, hdr snapshotHeader, tx *bolt.Tx) error {
@@ -416,7 +411,7 @@ func (s *Store) Restore(ctx context.Context, file, by string) (RestoreReport, er
 		_ = reopen()
 		return RestoreReport{VerifyReport: rep}, fmt.Errorf("cannot move restored store into place (the old one is back): %w", err)
 	}
-	if err := syncDir(s.opts.Dir); err != nil {
+	if err := atomicfile.SyncDir(s.opts.Dir); err != nil {
 		s.log.Warn("cannot sync secrets dir after restore", "err", err)
 	}
 	if err := reopen(); err != nil {
@@ -517,7 +512,7 @@ func writeManifest(file string, m Manifest) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(file+manifestSuffix, append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteFile(file+manifestSuffix, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("cannot write manifest: %w", err)
 	}
 	return nil

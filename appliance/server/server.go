@@ -8,7 +8,6 @@ package server
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,8 +23,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	logsapi "k8s.io/component-base/logs/api/v1"
-	"k8s.io/klog/v2"
 
 	gbembed "github.com/gluebox/gluebox/embed"
 
@@ -551,15 +548,7 @@ func prepareHost(log *slog.Logger) error {
 }
 
 // redirectKlog sends the Kubernetes components' logs to w instead of gluebox's stderr.
-func redirectKlog(w io.Writer) {
-	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	for k, v := range map[string]string{"logtostderr": "false", "alsologtostderr": "false", "one_output": "true", "stderrthreshold": "FATAL"} {
-		_ = fs.Set(k, v)
-	}
-	klog.SetOutput(w)
-}
+func redirectKlog(w io.Writer) { kube.RedirectKlog(w) }
 
 func waitDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) error {
 	for {

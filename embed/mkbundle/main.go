@@ -25,6 +25,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 	"github.com/gluebox/gluebox/appliance/ociimage"
 )
 
@@ -106,51 +107,36 @@ func writeArchive(out, base string, entries []entry) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(out, base+".tar.zst.tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
 	h := sha256.New()
-	zw, err := zstd.NewWriter(io.MultiWriter(f, h), zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithWindowSize(windowSize))
-	if err != nil {
-		f.Close()
-		return err
-	}
-	tw := tar.NewWriter(zw)
-	for _, e := range entries {
-		data := e.data
-		if e.src != "" {
-			if data, err = os.ReadFile(e.src); err != nil {
-				f.Close()
-				return fmt.Errorf("cannot add %s: %w", e.name, err)
+	err := atomicfile.Write(filepath.Join(out, base+".tar.zst"), 0o644, func(f io.Writer) error {
+		zw, err := zstd.NewWriter(io.MultiWriter(f, h), zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithWindowSize(windowSize))
+		if err != nil {
+			return err
+		}
+		tw := tar.NewWriter(zw)
+		for _, e := range entries {
+			data := e.data
+			if e.src != "" {
+				if data, err = os.ReadFile(e.src); err != nil {
+					return fmt.Errorf("cannot add %s: %w", e.name, err)
+				}
+			}
+			if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+				return err
+			}
+			if _, err := tw.Write(data); err != nil {
+				return err
 			}
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-			f.Close()
+		if err := tw.Close(); err != nil {
 			return err
 		}
-		if _, err := tw.Write(data); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		f.Close()
+		return zw.Close()
+	})
+	if err != nil {
 		return err
 	}
-	if err := zw.Close(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(out, base+".tar.zst")); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(out, base+".sha256"), []byte(hex.EncodeToString(h.Sum(nil))+"\n"), 0o644)
+	return atomicfile.WriteFile(filepath.Join(out, base+".sha256"), []byte(hex.EncodeToString(h.Sum(nil))+"\n"), 0o644)
 }
 
 // bundledVersions names each bundled program's module version, one "name version" per line,

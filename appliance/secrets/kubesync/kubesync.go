@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -257,7 +258,7 @@ func (s *Syncer) syncOne(ctx context.Context, b Binding) (string, []string, erro
 		for k, sk := range b.Keys {
 			v, ok := values[sk]
 			if !ok {
-				return "", nil, fmt.Errorf("secret %s: key %s is not in %s (keys there: %s)", b.id(), sk, b.Path, strings.Join(sortedKeys(values), ", "))
+				return "", nil, fmt.Errorf("secret %s: key %s is not in %s (keys there: %s)", b.id(), sk, b.Path, strings.Join(slices.Sorted(maps.Keys(values)), ", "))
 			}
 			data[k] = v
 		}
@@ -280,7 +281,7 @@ func (s *Syncer) syncOne(ctx context.Context, b Binding) (string, []string, erro
 		if _, err := secretsAPI.Create(ctx, sec, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
 			return "", nil, fmt.Errorf("cannot create Secret %s: %w", b.id(), err)
 		}
-		s.log.Info("created Secret", "secret", b.id(), "path", b.Path, "keys", sortedKeys(data))
+		s.log.Info("created Secret", "secret", b.id(), "path", b.Path, "keys", slices.Sorted(maps.Keys(data)))
 	case err != nil:
 		return "", nil, fmt.Errorf("cannot read Secret %s: %w", b.id(), err)
 	default:
@@ -299,7 +300,7 @@ func (s *Syncer) syncOne(ctx context.Context, b Binding) (string, []string, erro
 			if _, err := secretsAPI.Update(ctx, upd, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
 				return "", nil, fmt.Errorf("cannot update Secret %s: %w", b.id(), err)
 			}
-			s.log.Info("updated Secret", "secret", b.id(), "path", b.Path, "keys", sortedKeys(data))
+			s.log.Info("updated Secret", "secret", b.id(), "path", b.Path, "keys", slices.Sorted(maps.Keys(data)))
 		} else if rolledHash == hash {
 			return hash, nil, nil
 		}
@@ -419,7 +420,7 @@ func UsesSecret(spec *corev1.PodSpec, name string) bool {
 func contentHash(data map[string][]byte) string {
 	h := sha256.New()
 	var n [8]byte
-	for _, k := range sortedKeys(data) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		binary.BigEndian.PutUint64(n[:], uint64(len(k)))
 		h.Write(n[:])
 		h.Write([]byte(k))
@@ -428,15 +429,6 @@ func contentHash(data map[string][]byte) string {
 		h.Write(data[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // BindingsFromValues reads the GlueOps app chart's externalSecret block from merged Helm values
@@ -467,7 +459,7 @@ func BindingsFromValues(namespace string, values map[string]any) ([]Binding, err
 		return nil, fmt.Errorf("externalSecret.secrets must be a map of secret name to settings, not %T", raw)
 	}
 	var out []Binding
-	for _, name := range sortedKeys(list) {
+	for _, name := range slices.Sorted(maps.Keys(list)) {
 		entry, ok := list[name].(map[string]any)
 		if !ok {
 			return nil, fmt.Errorf("externalSecret.secrets.%s must be a map with dataFrom.key, not %T", name, list[name])

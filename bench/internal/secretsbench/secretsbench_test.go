@@ -1,13 +1,15 @@
-package secrets
+package secretsbench
 
 import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/gluebox/gluebox/appliance/secrets"
 )
 
 func BenchmarkSetParallel(b *testing.B) {
-	st, err := Open(StoreOptions{Dir: b.TempDir()}, nil)
+	st, err := secrets.Open(secrets.StoreOptions{Dir: b.TempDir()}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

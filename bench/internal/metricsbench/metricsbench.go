@@ -1,4 +1,7 @@
-package metrics
+// Package metricsbench is the metrics store's benchmark for `make bench` (group "metrics"):
+// VictoriaMetrics' ingestion rate, CPU, bytes per sample and RSS as gluebox runs it. Only bench/
+// imports it.
+package metricsbench
 
 import (
 	"context"
@@ -17,7 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gluebox/gluebox/appliance/internal/victoria"
+	"github.com/gluebox/gluebox/appliance/metrics"
+	"github.com/gluebox/gluebox/bench/internal/vbench"
 )
 
 // Benchmark shape: 50 apps × 2 environments × 50 replicas = 5000 pods, each exposing the 10
@@ -38,15 +42,15 @@ const (
 	benchAnchorPerCore = 300_000
 )
 
-// RunBench measures VictoriaMetrics' ingestion as gluebox runs it (New's defaults: GOMAXPROCS=1,
+// Run measures VictoriaMetrics' ingestion as gluebox runs it (New's defaults: GOMAXPROCS=1,
 // 256 MiB of caches) and prints "name: value unit (comment)" lines to w: accepted samples/s
 // from an in-process load generator and its ratio to the documented per-core rate, samples per
 // CPU-second of VictoriaMetrics, bytes per sample on disk once flushed, and its RSS at the end.
 // It works in a fresh directory under dir and removes it, and the process, afterwards. The
 // victoria-metrics program is $GLUEBOX_TEST_VICTORIAMETRICS, else embed/.build/bin's (found from
 // the working directory up, as `make bundle` leaves it), else the one on PATH.
-func RunBench(w io.Writer, dir string) (err error) {
-	bin, err := victoria.BenchBinary("victoria-metrics", "GLUEBOX_TEST_VICTORIAMETRICS")
+func Run(w io.Writer, dir string) (err error) {
+	bin, err := vbench.BenchBinary("victoria-metrics", "GLUEBOX_TEST_VICTORIAMETRICS")
 	if err != nil {
 		return err
 	}
@@ -55,12 +59,12 @@ func RunBench(w io.Writer, dir string) (err error) {
 		return fmt.Errorf("cannot create bench dir: %w", err)
 	}
 	defer os.RemoveAll(root)
-	port, err := victoria.BenchFreePort()
+	port, err := vbench.BenchFreePort()
 	if err != nil {
 		return err
 	}
-	cfg := Config{Binary: bin, Dir: filepath.Join(root, "metrics"), Port: port, LogFile: filepath.Join(root, "victoria-metrics.log")}
-	m, err := New(cfg, nil)
+	cfg := metrics.Config{Binary: bin, Dir: filepath.Join(root, "metrics"), Port: port, LogFile: filepath.Join(root, "victoria-metrics.log")}
+	m, err := metrics.New(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -76,15 +80,15 @@ func RunBench(w io.Writer, dir string) (err error) {
 			err = fmt.Errorf("%w (and: %w)", err, serr)
 		}
 		if err != nil {
-			err = fmt.Errorf("%w; victoria-metrics log ends:\n%s", err, victoria.BenchLogTail(cfg.LogFile))
+			err = fmt.Errorf("%w; victoria-metrics log ends:\n%s", err, vbench.BenchLogTail(cfg.LogFile))
 		}
 	}()
-	if err := victoria.BenchWaitReady(ctx, m.WaitReady, finished); err != nil {
+	if err := vbench.BenchWaitReady(ctx, m.WaitReady, finished); err != nil {
 		return fmt.Errorf("victoria-metrics is not ready: %w", err)
 	}
 
 	const accepted, cpu = `vm_rows_inserted_total{type="prometheus"}`, "process_cpu_seconds_total"
-	before, err := victoria.BenchScrape(ctx, m.URL()+"/metrics", accepted, cpu)
+	before, err := vbench.BenchScrape(ctx, m.URL()+"/metrics", accepted, cpu)
 	if err != nil {
 		return err
 	}
@@ -96,7 +100,7 @@ func RunBench(w io.Writer, dir string) (err error) {
 	load := time.Since(start)
 	// The import answers once its rows are parsed and queued; force_flush makes everything
 	// queued searchable, and then the counter no longer moves.
-	after, err := victoria.BenchSettle(ctx, m.URL(), before, accepted, cpu, float64(sent))
+	after, err := vbench.BenchSettle(ctx, m.URL(), before, accepted, cpu, float64(sent))
 	if err != nil {
 		return err
 	}
@@ -106,7 +110,7 @@ func RunBench(w io.Writer, dir string) (err error) {
 	if st.Restarts > 0 {
 		return fmt.Errorf("victoria-metrics restarted %d times during the bench (last error: %s)", st.Restarts, st.LastError)
 	}
-	rss, peak, rssErr := victoria.BenchRSS(st.PID)
+	rss, peak, rssErr := vbench.BenchRSS(st.PID)
 
 	// Stopping flushes the in-memory parts, so the data dir then holds every sample.
 	if err := stop(); err != nil {
@@ -120,9 +124,9 @@ func RunBench(w io.Writer, dir string) (err error) {
 	rate := samples / load.Seconds()
 	series := benchApps * benchEnvs * benchReplicas * len(benchFamilies)
 	fmt.Fprintf(w, "metrics_ingest_rate: %.0f samples/s (%d writers posting %d-sample Prometheus text batches over %d series for %.1f s; %.0f of %d sent accepted; VictoriaMetrics at gluebox's defaults: GOMAXPROCS=%d, memory.allowedBytes=%d MiB)\n",
-		rate, benchWriters, benchBatch, series, load.Seconds(), samples, sent, DefaultCPUs, DefaultMemoryBytes>>20)
+		rate, benchWriters, benchBatch, series, load.Seconds(), samples, sent, metrics.DefaultCPUs, metrics.DefaultMemoryBytes>>20)
 	fmt.Fprintf(w, "metrics_ingest_vs_anchor: %.2f ratio (to VictoriaMetrics' documented ~300K samples/s per core × the %d core gluebox allows it by default; the generator shares this %d-core machine, 1-min load average %s at the end)\n",
-		rate/(benchAnchorPerCore*DefaultCPUs), DefaultCPUs, runtime.NumCPU(), victoria.BenchLoadAvg())
+		rate/(benchAnchorPerCore*metrics.DefaultCPUs), metrics.DefaultCPUs, runtime.NumCPU(), vbench.BenchLoadAvg())
 	if cpuSec > 0 {
 		fmt.Fprintf(w, "metrics_ingest_per_cpu_second: %.0f samples/CPU-s (accepted samples / VictoriaMetrics' own CPU time during the load: %.1f s, %.2f cores on average; GOMAXPROCS bounds Go code, not syscalls)\n",
 			samples/cpuSec, cpuSec, cpuSec/load.Seconds())
@@ -200,9 +204,9 @@ func benchPrefixes() [][]byte {
 		}
 		for _, env := range []string{"prod", "staging"}[:benchEnvs] {
 			ns := benchTeams[a%len(benchTeams)] + "-" + env
-			rs := victoria.K8sSuffix(r, 10)
+			rs := vbench.K8sSuffix(r, 10)
 			for range benchReplicas {
-				name := app + "-" + rs + "-" + victoria.K8sSuffix(r, 5)
+				name := app + "-" + rs + "-" + vbench.K8sSuffix(r, 5)
 				ip := fmt.Sprintf("10.42.%d.%d:8080", pod/250, pod%250+2)
 				pod++
 				for _, f := range benchFamilies {
@@ -277,7 +281,7 @@ func benchPromLoad(ctx context.Context, url string, start time.Time) (int64, err
 			var buf []byte
 			for time.Since(start) < benchLoad && ctx.Err() == nil {
 				buf = g.batch(buf[:0], benchBatch)
-				if err := victoria.BenchPost(ctx, client, url, "text/plain", buf); err != nil {
+				if err := vbench.BenchPost(ctx, client, url, "text/plain", buf); err != nil {
 					cancel(err)
 					return
 				}
@@ -292,7 +296,7 @@ func benchPromLoad(ctx context.Context, url string, start time.Time) (int64, err
 	return sent.Load(), nil
 }
 
-// The helpers below are the same in appliance/logs' bench.
+// The helpers below are the same in bench/internal/logsbench.
 
 // benchDisk is where VictoriaMetrics' bytes go, from its parts' file names.
 type benchDisk struct{ values, timestamps, index int64 }

@@ -1,4 +1,6 @@
-package logs
+// Package logsbench is the log store's benchmark for `make bench` (group "logs"): VictoriaLogs'
+// ingestion as gluebox runs it. Only bench/ imports it.
+package logsbench
 
 import (
 	"context"
@@ -14,7 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gluebox/gluebox/appliance/internal/victoria"
+	"github.com/gluebox/gluebox/appliance/logs"
+	"github.com/gluebox/gluebox/bench/internal/vbench"
 )
 
 // Benchmark shape: 50 apps × 2 environments × 5 replicas = 500 pods, one stream each; 4 writers
@@ -31,15 +34,15 @@ const (
 	benchStreamFields = "kubernetes.pod_namespace,kubernetes.pod_name,kubernetes.container_name"
 )
 
-// RunBench measures VictoriaLogs' ingestion as gluebox runs it (New's defaults: GOMAXPROCS=1,
+// Run measures VictoriaLogs' ingestion as gluebox runs it (New's defaults: GOMAXPROCS=1,
 // 256 MiB of caches) and prints "name: value unit (comment)" lines to w: accepted lines/s from
 // an in-process load generator, lines per CPU-second of VictoriaLogs, bytes per line on disk
 // once flushed and the compression against the JSON sent, and its RSS at the end. It works in a
 // fresh directory under dir and removes it, and the process, afterwards. The victoria-logs
 // program is $GLUEBOX_TEST_VICTORIALOGS, else embed/.build/bin's (found from the working
 // directory up, as `make bundle` leaves it), else the one on PATH.
-func RunBench(w io.Writer, dir string) (err error) {
-	bin, err := victoria.BenchBinary("victoria-logs", "GLUEBOX_TEST_VICTORIALOGS")
+func Run(w io.Writer, dir string) (err error) {
+	bin, err := vbench.BenchBinary("victoria-logs", "GLUEBOX_TEST_VICTORIALOGS")
 	if err != nil {
 		return err
 	}
@@ -48,12 +51,12 @@ func RunBench(w io.Writer, dir string) (err error) {
 		return fmt.Errorf("cannot create bench dir: %w", err)
 	}
 	defer os.RemoveAll(root)
-	port, err := victoria.BenchFreePort()
+	port, err := vbench.BenchFreePort()
 	if err != nil {
 		return err
 	}
-	cfg := Config{Binary: bin, Dir: filepath.Join(root, "logs"), Port: port, LogFile: filepath.Join(root, "victoria-logs.log")}
-	l, err := New(cfg, nil)
+	cfg := logs.Config{Binary: bin, Dir: filepath.Join(root, "logs"), Port: port, LogFile: filepath.Join(root, "victoria-logs.log")}
+	l, err := logs.New(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -69,15 +72,15 @@ func RunBench(w io.Writer, dir string) (err error) {
 			err = fmt.Errorf("%w (and: %w)", err, serr)
 		}
 		if err != nil {
-			err = fmt.Errorf("%w; victoria-logs log ends:\n%s", err, victoria.BenchLogTail(cfg.LogFile))
+			err = fmt.Errorf("%w; victoria-logs log ends:\n%s", err, vbench.BenchLogTail(cfg.LogFile))
 		}
 	}()
-	if err := victoria.BenchWaitReady(ctx, l.WaitReady, finished); err != nil {
+	if err := vbench.BenchWaitReady(ctx, l.WaitReady, finished); err != nil {
 		return fmt.Errorf("victoria-logs is not ready: %w", err)
 	}
 
 	const accepted, cpu = `vl_rows_ingested_total{type="jsonline"}`, "process_cpu_seconds_total"
-	before, err := victoria.BenchScrape(ctx, l.URL()+"/metrics", accepted, cpu)
+	before, err := vbench.BenchScrape(ctx, l.URL()+"/metrics", accepted, cpu)
 	if err != nil {
 		return err
 	}
@@ -88,7 +91,7 @@ func RunBench(w io.Writer, dir string) (err error) {
 		return err
 	}
 	load := time.Since(start)
-	after, err := victoria.BenchSettle(ctx, l.URL(), before, accepted, cpu, float64(sent))
+	after, err := vbench.BenchSettle(ctx, l.URL(), before, accepted, cpu, float64(sent))
 	if err != nil {
 		return err
 	}
@@ -98,20 +101,20 @@ func RunBench(w io.Writer, dir string) (err error) {
 	if st.Restarts > 0 {
 		return fmt.Errorf("victoria-logs restarted %d times during the bench (last error: %s)", st.Restarts, st.LastError)
 	}
-	rss, peak, rssErr := victoria.BenchRSS(st.PID)
+	rss, peak, rssErr := vbench.BenchRSS(st.PID)
 
 	// Stopping flushes the in-memory parts, so the data dir then holds every line.
 	if err := stop(); err != nil {
 		return err
 	}
-	size, err := victoria.DirSize(cfg.DataDir())
+	size, err := l.DiskUsage()
 	if err != nil {
 		return err
 	}
 
 	pods := benchApps * benchEnvs * benchReplicas
 	fmt.Fprintf(w, "logs_ingest_rate: %.0f lines/s (%d writers posting %d-line JSON-lines batches from %d pods (streams) for %.1f s; %.0f of %d sent accepted; VictoriaLogs at gluebox's defaults: GOMAXPROCS=%d, memory.allowedBytes=%d MiB, on a %d-core machine shared with the generator, 1-min load average %s at the end)\n",
-		lines/load.Seconds(), benchWriters, benchBatch, pods, load.Seconds(), lines, sent, DefaultCPUs, DefaultMemoryBytes>>20, runtime.NumCPU(), victoria.BenchLoadAvg())
+		lines/load.Seconds(), benchWriters, benchBatch, pods, load.Seconds(), lines, sent, logs.DefaultCPUs, logs.DefaultMemoryBytes>>20, runtime.NumCPU(), vbench.BenchLoadAvg())
 	fmt.Fprintf(w, "logs_ingest_raw: %.1f MB/s (JSON sent)\n", float64(raw)/1e6/load.Seconds())
 	if cpuSec > 0 {
 		fmt.Fprintf(w, "logs_ingest_per_cpu_second: %.0f lines/CPU-s (accepted lines / VictoriaLogs' own CPU time during the load: %.1f s, %.2f cores on average; GOMAXPROCS bounds Go code, not syscalls)\n",
@@ -148,10 +151,10 @@ func benchPodFields() [][]byte {
 		}
 		for _, env := range []string{"prod", "staging"}[:benchEnvs] {
 			ns := benchTeams[a%len(benchTeams)] + "-" + env
-			rs := victoria.K8sSuffix(r, 10)
+			rs := vbench.K8sSuffix(r, 10)
 			for range benchReplicas {
 				out = append(out, fmt.Appendf(nil, `"kubernetes.pod_namespace":%q,"kubernetes.pod_name":%q,"kubernetes.container_name":%q,"app":%q,"env":%q}`+"\n",
-					ns, app+"-"+rs+"-"+victoria.K8sSuffix(r, 5), app, app, env))
+					ns, app+"-"+rs+"-"+vbench.K8sSuffix(r, 5), app, app, env))
 			}
 		}
 	}
@@ -232,7 +235,7 @@ func benchJSONLoad(ctx context.Context, url string, start time.Time) (lines, raw
 					buf = append(buf, `",`...)
 					buf = append(buf, pods[r.IntN(len(pods))]...)
 				}
-				if err := victoria.BenchPost(ctx, client, url, "application/stream+json", buf); err != nil {
+				if err := vbench.BenchPost(ctx, client, url, "application/stream+json", buf); err != nil {
 					cancel(err)
 					return
 				}
@@ -248,4 +251,4 @@ func benchJSONLoad(ctx context.Context, url string, start time.Time) (lines, raw
 	return sentLines.Load(), sentBytes.Load(), nil
 }
 
-// The helpers below are the same in appliance/metrics' bench.
+// The helpers below are the same in bench/internal/metricsbench.

@@ -1,4 +1,6 @@
-package registry
+// Package registrybench is the registry's benchmark for `make bench` (group "registry"): push and
+// pull throughput against the raw disk, and manifest GET latency. Only bench/ imports it.
+package registrybench
 
 import (
 	"context"
@@ -20,6 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/gluebox/gluebox/appliance/registry"
 )
 
 // Benchmark shape: a 200 MB image in 4 layers of incompressible bytes, pushed and pulled over
@@ -47,12 +51,12 @@ const (
 	benchManifests  = 500
 )
 
-// RunBench measures the registry on the disk holding dir and prints "name: value unit" lines:
+// Run measures the registry on the disk holding dir and prints "name: value unit" lines:
 // push and pull MB/s of a 200 MB image over loopback, raw disk write (fsync'd) and read MB/s of a
 // file of the same size, the push/raw-write ratio (target ≥ 0.5) and manifest GET latency
 // p50/p99. Push, raw write and their ratio are medians of benchTrials paired trials. The raw
 // read and the pull both read through the page cache.
-func RunBench(w io.Writer, dir string) error {
+func Run(w io.Writer, dir string) error {
 	root, err := os.MkdirTemp(dir, "registry-bench-")
 	if err != nil {
 		return fmt.Errorf("cannot create bench dir: %w", err)
@@ -70,7 +74,7 @@ func RunBench(w io.Writer, dir string) error {
 		}
 	}
 
-	reg, err := New(Config{Dir: filepath.Join(root, "registry"), Addr: "127.0.0.1:0", GCInterval: -1}, slog.New(slog.DiscardHandler))
+	reg, err := registry.New(registry.Config{Dir: filepath.Join(root, "registry"), Addr: "127.0.0.1:0", GCInterval: -1}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

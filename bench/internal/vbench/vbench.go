@@ -1,7 +1,7 @@
-package victoria
-
-// Helpers of the VictoriaMetrics and VictoriaLogs benchmarks (appliance/metrics and
-// appliance/logs RunBench): posting load, reading the stores' counters, finding the programs.
+// Package vbench holds the helpers of the VictoriaMetrics and VictoriaLogs benchmarks
+// (bench/internal/metricsbench and logsbench): posting load, reading the stores' counters, finding
+// the programs. Only bench/ imports it.
+package vbench
 
 import (
 	"bufio"
@@ -34,7 +34,7 @@ func BenchPost(ctx context.Context, client *http.Client, url, contentType string
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s: %s", url, resp.Status, Reply(resp.Body))
+		return fmt.Errorf("%s answered %s: %s", url, resp.Status, reply(resp.Body))
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
@@ -223,3 +223,13 @@ func K8sSuffix(r *rand.Rand, n int) string {
 
 // k8sAlphabet is what Kubernetes draws generated name suffixes from.
 const k8sAlphabet = "bcdfghjklmnpqrstvwxz2456789"
+
+// reply is the start of an error answer's body, for an error message.
+func reply(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 4096))
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
