@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 )
 
 // The test binary doubles as the child of the cgroup tests: with GLUEBOX_SUPERVISE_HELPER set
@@ -127,7 +129,7 @@ func helperChild(t *testing.T, mode, want, controller string) ChildConfig {
 func testCgroupParent(t *testing.T) string {
 	t.Helper()
 	if err := CheckCgroups(); err != nil {
-		t.Skipf("children cannot get cgroup limits here (needs root and the memory and cpu cgroup controllers): %v", err)
+		testbin.RequireReal(t, "children cannot get cgroup limits here (needs root and the memory and cpu cgroup controllers): "+err.Error())
 	}
 	parent := fmt.Sprintf("/gluebox-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
 	t.Cleanup(func() {
@@ -275,7 +277,7 @@ func TestChildKilledByItsMemoryLimitIsRestarted(t *testing.T) {
 // removal, and that limits there are refused.
 func TestChildClonedIntoV2Cgroup(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create cgroups")
+		testbin.RequireReal(t, "needs root to create cgroups")
 	}
 	var root string
 	for _, r := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
@@ -286,7 +288,7 @@ func TestChildClonedIntoV2Cgroup(t *testing.T) {
 		}
 	}
 	if root == "" {
-		t.Skip("no cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+		testbin.RequireReal(t, "no cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
 	}
 	parent := fmt.Sprintf("/gluebox-test-%d-v2", os.Getpid())
 	want := parent + "/cloned"
