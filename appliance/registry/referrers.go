@@ -95,11 +95,6 @@ func (x *referrerIndex) list(repo string, subject digest.Digest, artifactType st
 	return out, nil
 }
 
-// dropRepo forgets everything recorded for repo (used when the whole repository is removed).
-func (x *referrerIndex) dropRepo(repo string) error {
-	return os.RemoveAll(filepath.Join(x.root, filepath.FromSlash(repo)))
-}
-
 // manifestFields is the part of any manifest the referrers API needs.
 type manifestFields struct {
 	SchemaVersion int               `json:"schemaVersion"`
