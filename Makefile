@@ -20,6 +20,7 @@ OBS_DIR := embed/obs
 BUILDKIT_DIR := embed/buildkit
 TOOL_SRCS := $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum $(OBS_DIR)/go.mod $(OBS_DIR)/go.sum $(wildcard $(TOOLS_DIR)/*/*.go) $(wildcard embed/mkbundle/*.go) $(wildcard appliance/ociimage/*.go)
 TOOL_SRCS += $(BUILDKIT_DIR)/go.mod $(BUILDKIT_DIR)/go.sum $(wildcard $(BUILDKIT_DIR)/cmd/*/*.go)
+TOOL_SRCS += Makefile # the programs' version stamps (-ldflags -X) are set here
 tool_version = $(shell awk '$$1=="$(1)"{print $$2; exit}' $(or $(2),$(TOOLS_DIR))/go.mod)
 
 .PHONY: all build bundle deps test test-unit test-e2e bench package clean
@@ -44,7 +45,7 @@ $(BUNDLE): $(TOOL_SRCS)
 	cd $(TOOLS_DIR) && CGO_ENABLED=1 $(GO) build -tags 'seccomp netgo osusergo' \
 		-ldflags '-s -w -extldflags -static -X main.version=$(patsubst v%,%,$(call tool_version,github.com/opencontainers/runc))' \
 		-o ../.build/bin/runc github.com/opencontainers/runc
-	cd $(TOOLS_DIR) && CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o ../.build/bin/ \
+	cd $(TOOLS_DIR) && CGO_ENABLED=0 $(GO) build -ldflags '-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(call tool_version,github.com/containernetworking/plugins)' -o ../.build/bin/ \
 		github.com/containernetworking/plugins/plugins/main/bridge \
 		github.com/containernetworking/plugins/plugins/main/loopback \
 		github.com/containernetworking/plugins/plugins/ipam/host-local \
@@ -85,9 +86,15 @@ bin/gluebox: $(PAYLOAD) cmd/gluebox/main.go embed/launcher/launcher.go
 	$(GO) build -ldflags '-s -w' -o bin/gluebox ./cmd/gluebox
 	@ls -la bin/gluebox bin/gluebox-core
 
-# test runs every test, the end-to-end tests that boot a real node included (they need root).
+# test vets the code, runs staticcheck (pinned as a tool in go.mod), then every test, the
+# end-to-end tests that boot a real node included (they need root), and the GitOps engine again
+# under the race detector. With GLUEBOX_REQUIRE_REAL=1 (as .ci/run sets) a test that lacks
+# something real (root, cgroup controllers, a bundled program) fails instead of skipping.
 test: build
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	$(GO) test -count=1 -timeout 60m ./...
+	$(GO) test -race -short -count=1 ./appliance/gitops/engine/...
 
 test-unit: bundle
 	$(GO) test -count=1 -short ./...

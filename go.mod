@@ -83,8 +83,11 @@ require (
 	go.opentelemetry.io/otel/log v0.21.0 // indirect
 	go.opentelemetry.io/otel/sdk/log v0.21.0 // indirect
 	go.opentelemetry.io/otel/sdk/metric v1.46.0 // indirect
+	golang.org/x/exp/typeparams v0.0.0-20260209203927-2842357ff358 // indirect
+	golang.org/x/mod v0.42.0 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 	gotest.tools/v3 v3.5.2 // indirect
+	honnef.co/go/tools v0.8.2 // indirect
 )
 
 require (
@@ -369,6 +372,10 @@ replace (
 	k8s.io/streaming => k8s.io/streaming v0.37.2
 )
 
-// The OCI distribution-spec conformance suite (a main package), pinned; appliance/registry/conformance
-// builds and runs it against the registry. As a tool it stays in the module graph through go mod tidy.
-tool github.com/opencontainers/distribution-spec/conformance
+tool (
+	// The OCI distribution-spec conformance suite (a main package), pinned; appliance/registry/conformance
+	// builds and runs it against the registry. As a tool it stays in the module graph through go mod tidy.
+	github.com/opencontainers/distribution-spec/conformance
+	// staticcheck runs in `make test` before the tests (go tool staticcheck ./...).
+	honnef.co/go/tools/cmd/staticcheck
+)

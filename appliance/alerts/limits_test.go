@@ -55,7 +55,7 @@ func TestLimitsDefaults(t *testing.T) {
 // heartbeat rule is evaluated and routed well below them.
 func TestAlertingUnderItsLimits(t *testing.T) {
 	if err := supervise.CheckCgroups(); err != nil {
-		t.Skipf("no cgroup limits here (needs root and the memory and cpu controllers): %v", err)
+		testbin.RequireReal(t, "no cgroup limits here (needs root and the memory and cpu controllers): "+err.Error())
 	}
 	parent := fmt.Sprintf("/gluebox-test-%d-alerts", os.Getpid())
 	t.Cleanup(func() {

@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -358,17 +357,32 @@ func TestAlertingEndToEnd(t *testing.T) {
 	}
 }
 
-// TestReceiverDown: Alertmanager keeps retrying a receiver that refuses connections, stays
-// up, and delivers once the receiver is back.
+// TestReceiverDown: Alertmanager keeps retrying a receiver that drops its connections, stays
+// up, and delivers once the receiver is back. The receiver keeps its port the whole time (no
+// re-listening on a port that someone else may have taken meanwhile): while down it closes
+// every connection without an answer.
 func TestReceiverDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs alertmanager")
 	}
-	port := testbin.FreePort(t)
-	down := "http://127.0.0.1:" + strconv.Itoa(port) + "/hook"
+	var up atomic.Bool
+	h := &hook{}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if up.Load() {
+			h.serve(w, r)
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("cannot drop the connection: %v", err)
+			return
+		}
+		conn.Close()
+	}))
+	defer h.Close()
 	am := newTestAlertmanager(t, Notify{
 		GroupWait: 100 * time.Millisecond, GroupInterval: time.Second,
-		Receivers: []Receiver{{Name: "ops", Webhook: &Webhook{URL: down}}},
+		Receivers: []Receiver{{Name: "ops", Webhook: &Webhook{URL: h.URL + "/hook"}}},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -393,17 +407,11 @@ func TestReceiverDown(t *testing.T) {
 	if st := am.State(); st.State != "running" || st.Restarts != 0 {
 		t.Fatalf("alertmanager state %+v while its receiver is down", st)
 	}
-	// The receiver comes back on the same address.
-	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Skipf("port %d was taken meanwhile: %v", port, err)
+	if _, ok := h.find("DiskOnFire", "firing"); ok {
+		t.Fatal("a notification arrived while the receiver was down")
 	}
-	h := &hook{}
-	h.Server = httptest.NewUnstartedServer(http.HandlerFunc(h.serve))
-	h.Listener.Close()
-	h.Listener = ln
-	h.Start()
-	defer h.Close()
+	// The receiver comes back on the same address.
+	up.Store(true)
 	n := waitNotification(t, h, "DiskOnFire", "firing", 30*time.Second)
 	if n.Receiver != "ops" || n.Alerts[0].Annotations["summary"] != "disk on fire" {
 		t.Errorf("notification %+v", n)

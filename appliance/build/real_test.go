@@ -51,11 +51,11 @@ type realEnv struct {
 func realBinaries(t *testing.T) (binDir, buildkitd, busybox string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("real BuildKit builds need root (containerd, runc and buildkitd run as root)")
+		testbin.RequireReal(t, "real BuildKit builds need root (containerd, runc and buildkitd run as root)")
 	}
 	root, err := testbin.RepoRoot()
 	if err != nil {
-		t.Skipf("cannot find the repository root: %v", err)
+		testbin.RequireReal(t, "cannot find the repository root: "+err.Error())
 	}
 	binDir = filepath.Join(root, "embed", ".build", "bin")
 	var missing []string
@@ -79,7 +79,7 @@ func realBinaries(t *testing.T) (binDir, buildkitd, busybox string) {
 		missing = append(missing, busybox+" (a static busybox for the base image: apt-get install busybox-static, or set GLUEBOX_TEST_BUSYBOX)")
 	}
 	if len(missing) > 0 {
-		t.Skipf("missing for the real build test (run `make bundle`): %s", strings.Join(missing, "; "))
+		testbin.RequireReal(t, "missing for the real build test (run `make bundle`): "+strings.Join(missing, "; "))
 	}
 	return binDir, buildkitd, busybox
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 	"github.com/gluebox/gluebox/appliance/testnode"
 )
 
@@ -30,7 +31,7 @@ func newNode(t *testing.T) *node {
 		t.Skip("end-to-end test: skipped with -short")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("end-to-end test: needs root to run a node")
+		testbin.RequireReal(t, "end-to-end test: needs root to run a node")
 	}
 	bin := os.Getenv("GLUEBOX_BIN")
 	if bin == "" {

@@ -58,7 +58,7 @@ func TestLimitsDefaults(t *testing.T) {
 // limits, each in a cgroup of its own, and checks that they collect well below them.
 func TestStoreAndCollectorUnderTheirLimits(t *testing.T) {
 	if err := supervise.CheckCgroups(); err != nil {
-		t.Skipf("no cgroup limits here (needs root and the memory and cpu controllers): %v", err)
+		testbin.RequireReal(t, "no cgroup limits here (needs root and the memory and cpu controllers): "+err.Error())
 	}
 	parent := fmt.Sprintf("/gluebox-test-%d-logs", os.Getpid())
 	t.Cleanup(func() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
@@ -48,7 +49,7 @@ func TestLimitsDefaults(t *testing.T) {
 // cgroup of its own and checks that it serves well below them.
 func TestVictoriaMetricsUnderItsLimits(t *testing.T) {
 	if err := supervise.CheckCgroups(); err != nil {
-		t.Skipf("no cgroup limits here (needs root and the memory and cpu controllers): %v", err)
+		testbin.RequireReal(t, "no cgroup limits here (needs root and the memory and cpu controllers): "+err.Error())
 	}
 	parent := fmt.Sprintf("/gluebox-test-%d-metrics", os.Getpid())
 	t.Cleanup(func() {

@@ -55,7 +55,8 @@ type Report struct {
 type manifestInfo struct {
 	digest   digest.Digest
 	size     int64
-	pushed   time.Time
+	pushSeq  uint64    // gluebox's push number (pushOrder); 0 for manifests pushed before it
+	pushed   time.Time // the revision link's mtime: the order among manifests without a number
 	fields   manifestFields
 	children []digest.Digest // index entries
 	blobs    []v1.Descriptor // config, layers, blobs
@@ -163,6 +164,7 @@ func (r *Registry) manifests(ctx context.Context, repo distribution.Repository) 
 		if fi, err := r.driver.Stat(ctx, link); err == nil {
 			mi.pushed = fi.ModTime()
 		}
+		mi.pushSeq = r.pushes.get(repo.Named().Name(), d)
 		out[d] = mi
 		return nil
 	})
@@ -218,6 +220,9 @@ func (r *Registry) retain(ctx context.Context, keepLast int, keep map[digest.Dig
 			}
 		}
 		sort.Slice(roots, func(i, j int) bool {
+			if roots[i].pushSeq != roots[j].pushSeq {
+				return roots[i].pushSeq > roots[j].pushSeq
+			}
 			if !roots[i].pushed.Equal(roots[j].pushed) {
 				return roots[i].pushed.After(roots[j].pushed)
 			}
@@ -293,6 +298,9 @@ func (r *Registry) retain(ctx context.Context, keepLast int, keep map[digest.Dig
 			}
 			if err := ms.Delete(ctx, d); err != nil {
 				return fmt.Errorf("cannot delete manifest %s@%s: %w", name, d, err)
+			}
+			if err := r.pushes.remove(name, d); err != nil {
+				return err
 			}
 			if s := all[d].fields.Subject; s != nil {
 				if err := r.referrers.remove(name, s.Digest, d); err != nil {

@@ -57,7 +57,7 @@ func parseRoute(p string) route {
 // validRepo reports whether name is a valid repository name (no "..", no upper case, length
 // limits), the same grammar distribution enforces.
 func validRepo(name string) bool {
-	if name == "" || len(name) > reference.NameTotalLengthMax {
+	if name == "" || len(name) > reference.RepositoryNameTotalLengthMax {
 		return false
 	}
 	_, err := reference.WithName(name)

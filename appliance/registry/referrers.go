@@ -95,11 +95,6 @@ func (x *referrerIndex) list(repo string, subject digest.Digest, artifactType st
 	return out, nil
 }
 
-// dropRepo forgets everything recorded for repo (used when the whole repository is removed).
-func (x *referrerIndex) dropRepo(repo string) error {
-	return os.RemoveAll(filepath.Join(x.root, filepath.FromSlash(repo)))
-}
-
 // manifestFields is the part of any manifest the referrers API needs.
 type manifestFields struct {
 	SchemaVersion int               `json:"schemaVersion"`
@@ -209,7 +204,7 @@ func (r *Registry) serveReferrers(w http.ResponseWriter, req *http.Request, rt r
 // putManifest reads the manifest (bounded) and lets distribution store it. A manifest pushed by a
 // non-sha256 digest is verified here and stored under its sha256 digest with an alias. A manifest
 // with a subject is recorded in the referrers index before the client sees the 201, so a
-// referrers query right after the push sees it.
+// referrers query right after the push sees it. Every accepted push is numbered (pushOrder).
 func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt route, next http.Handler) {
 	limit := r.cfg.maxManifest()
 	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
@@ -244,13 +239,15 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 		}
 		setPath(req, "/v2/"+rt.repo+"/manifests/"+canonical.String())
 	}
-	if m.Subject == nil && !byAlias {
-		next.ServeHTTP(w, req)
-		return
-	}
 	mediaType := req.Header.Get("Content-Type")
 	hw := &hookWriter{ResponseWriter: w, onHeader: func(code int, h http.Header) {
 		if code != http.StatusCreated {
+			return
+		}
+		if err := r.pushes.record(rt.repo, canonical); err != nil {
+			r.log.Error("cannot number manifest push", "repo", rt.repo, "digest", canonical, "err", err)
+		}
+		if m.Subject == nil && !byAlias {
 			return
 		}
 		known := canonical

@@ -196,6 +196,7 @@ type Registry struct {
 	namespace distribution.Namespace
 	referrers *referrerIndex
 	aliases   aliasIndex
+	pushes    *pushOrder
 	metrics   *metrics
 	handler   http.Handler
 
@@ -269,6 +270,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Registry, error) {
 	}
 	r.referrers = newReferrerIndex(filepath.Join(cfg.Dir, "gluebox", "referrers"))
 	r.aliases = aliasIndex{root: filepath.Join(cfg.Dir, "gluebox", "aliases")}
+	r.pushes = &pushOrder{root: filepath.Join(cfg.Dir, "gluebox", "pushes")}
 	if _, err := os.Stat(r.referrers.root); errors.Is(err, os.ErrNotExist) {
 		n, err := r.rebuildReferrers(ctx)
 		if err != nil {

@@ -712,7 +712,6 @@ func TestGC(t *testing.T) {
 			d, _ := l.Digest()
 			blobs = append(blobs, d)
 		}
-		time.Sleep(20 * time.Millisecond) // distinct push times
 		return mustDigest(t, img), blobs
 	}
 	deployed, deployedBlobs := push("v1")
@@ -724,8 +723,17 @@ func TestGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	idxDigest := mustDigest(t, idx)
-	time.Sleep(20 * time.Millisecond)
 	newest2, _ := push("v4") // now the newest: v3 falls out of KeepLast=1
+	// Pushes close together may share a file time (the kernel's clock is coarse), so the order
+	// must come from the registry's push numbers: make the file times say the opposite.
+	base := time.Now()
+	for i, d := range []ggcrv1.Hash{deployed, old, newest, idxDigest, newest2} {
+		link := filepath.Join(tr.dir, "docker/registry/v2/repositories/gc/app/_manifests/revisions/sha256", d.Hex, "link")
+		at := base.Add(-time.Duration(i) * time.Second)
+		if err := os.Chtimes(link, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// An orphan blob (uploaded, never referenced).
 	orphan := []byte("orphan")

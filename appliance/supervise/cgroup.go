@@ -459,7 +459,12 @@ func CheckCgroups() error {
 	if err != nil {
 		return err
 	}
-	_, err = newCgroup(fsys, Limits{MemoryBytes: 1 << 30, CPU: 1, CgroupParent: "/"}, "check")
+	return checkCgroups(fsys)
+}
+
+// checkCgroups is CheckCgroups on the hierarchies fsys (tests choose them).
+func checkCgroups(fsys cgroupFS) error {
+	_, err := newCgroup(fsys, Limits{MemoryBytes: 1 << 30, CPU: 1, CgroupParent: "/"}, "check")
 	return err
 }
 
@@ -474,6 +479,11 @@ func RemoveCgroup(path string) error {
 	if err != nil {
 		return err
 	}
+	return removeCgroup(fsys, path)
+}
+
+// removeCgroup is RemoveCgroup on the hierarchies fsys.
+func removeCgroup(fsys cgroupFS, path string) error {
 	var roots []string
 	if fsys.Unified != "" {
 		roots = []string{fsys.Unified}

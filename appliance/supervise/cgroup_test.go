@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 )
 
 // The test binary doubles as the child of the cgroup tests: with GLUEBOX_SUPERVISE_HELPER set
@@ -122,20 +125,70 @@ func helperChild(t *testing.T, mode, want, controller string) ChildConfig {
 	return cfg
 }
 
-// testCgroupParent returns a cgroup parent of the test's own, removed (with everything below
-// it) when the test ends. It skips the test unless the host can apply limits.
-func testCgroupParent(t *testing.T) string {
+// cgroupEnv selects the hierarchies the real-process cgroup tests use:
+//   - empty: the host's own, as gluebox finds them (detectCgroupFS);
+//   - "v1" or "v2": the host's own, which must be of that version, so that a CI host with
+//     cgroup v2 (GLUEBOX_TEST_CGROUP=v2) cannot quietly run the v1 path, nor a v1 host the v2 one;
+//   - "v2:<mount point>": a cgroup v2 hierarchy mounted there (it needs the memory and cpu
+//     controllers for the limit tests).
+//
+// This machine has cgroup v1 with the controllers, and a "hybrid" v2 hierarchy without them,
+// so only the v1 path runs here for real; the v2 path is covered by fake trees (exact files and
+// values) and TestChildClonedIntoV2Cgroup (placement only). On a v2 host the same tests run
+// the v2 path unchanged.
+const cgroupEnv = "GLUEBOX_TEST_CGROUP"
+
+// testCgroupFS returns the hierarchies cgroupEnv selects.
+func testCgroupFS(t *testing.T) cgroupFS {
 	t.Helper()
-	if err := CheckCgroups(); err != nil {
-		t.Skipf("children cannot get cgroup limits here (needs root and the memory and cpu cgroup controllers): %v", err)
+	sel := os.Getenv(cgroupEnv)
+	if mnt, ok := strings.CutPrefix(sel, "v2:"); ok {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(mnt, &st); err != nil || st.Type != cgroup2SuperMagic {
+			t.Fatalf("%s=%s: no cgroup v2 hierarchy mounted at %s (statfs: %v)", cgroupEnv, sel, mnt, err)
+		}
+		return cgroupFS{Unified: mnt}
+	}
+	fsys, err := detectCgroupFS()
+	if err != nil {
+		testbin.RequireReal(t, "cannot find the cgroup hierarchies: "+err.Error())
+	}
+	got := "v1"
+	if fsys.Unified != "" {
+		got = "v2"
+	}
+	if sel != "" && sel != got {
+		t.Fatalf("%s=%s but this host runs cgroup %s", cgroupEnv, sel, got)
+	}
+	return fsys
+}
+
+// testCgroupParent returns a cgroup parent of the test's own in the hierarchies testCgroupFS
+// selects, removed (with everything below it) when the test ends. It skips the test (fails
+// under GLUEBOX_REQUIRE_REAL=1) unless those hierarchies can apply limits.
+func testCgroupParent(t *testing.T) (string, cgroupFS) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testbin.RequireReal(t, "children cannot get cgroup limits: the tests do not run as root")
+	}
+	fsys := testCgroupFS(t)
+	if err := checkCgroups(fsys); err != nil {
+		testbin.RequireReal(t, "children cannot get cgroup limits here (needs root and the memory and cpu cgroup controllers): "+err.Error())
 	}
 	parent := fmt.Sprintf("/gluebox-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
 	t.Cleanup(func() {
-		if err := RemoveCgroup(parent); err != nil {
+		if err := removeCgroup(fsys, parent); err != nil {
 			t.Errorf("cannot remove the test's cgroups: %v", err)
 		}
 	})
-	return parent
+	return parent, fsys
+}
+
+// childIn returns a Child for cfg that finds its cgroup hierarchies at fsys.
+func childIn(fsys cgroupFS, cfg ChildConfig, log *slog.Logger) *Child {
+	c := NewChild(cfg, log)
+	c.detect = func() (cgroupFS, error) { return fsys, nil }
+	return c
 }
 
 // syncBuffer is a bytes.Buffer a logger may write while the test reads.
@@ -157,19 +210,15 @@ func (s *syncBuffer) String() string {
 }
 
 func TestChildRunsInItsCgroupWithLimits(t *testing.T) {
-	parent := testCgroupParent(t)
+	parent, fsys := testCgroupParent(t)
 	want := parent + "/limited"
-	fsys, err := detectCgroupFS()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctrl := "memory"
 	if fsys.Unified != "" {
 		ctrl = ""
 	}
 	cfg := helperChild(t, "hold", want, ctrl)
 	cfg.Limits = Limits{MemoryBytes: 64 << 20, CPU: 0.5, CgroupParent: parent}
-	c, cancel, done := runChild(t, cfg)
+	c, cancel, done := startChild(t, childIn(fsys, cfg, slog.New(slog.DiscardHandler)))
 	waitReady(t, c, 10*time.Second)
 	st := c.State()
 
@@ -218,12 +267,8 @@ func TestChildRunsInItsCgroupWithLimits(t *testing.T) {
 }
 
 func TestChildKilledByItsMemoryLimitIsRestarted(t *testing.T) {
-	parent := testCgroupParent(t)
+	parent, fsys := testCgroupParent(t)
 	want := parent + "/hungry"
-	fsys, err := detectCgroupFS()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctrl := "memory"
 	if fsys.Unified != "" {
 		ctrl = ""
@@ -232,7 +277,7 @@ func TestChildKilledByItsMemoryLimitIsRestarted(t *testing.T) {
 	cfg.MaxRestarts = 2
 	cfg.Limits = Limits{MemoryBytes: 32 << 20, CgroupParent: parent, MemoryFlag: "--test-memory-limit"}
 	var logs syncBuffer
-	c, cancel, done := startChild(t, NewChild(cfg, slog.New(slog.NewTextHandler(&logs, nil))))
+	c, cancel, done := startChild(t, childIn(fsys, cfg, slog.New(slog.NewTextHandler(&logs, nil))))
 
 	// The first run is killed while allocating; the restart sees the marker and holds.
 	waitReady(t, c, 10*time.Second)
@@ -275,7 +320,7 @@ func TestChildKilledByItsMemoryLimitIsRestarted(t *testing.T) {
 // removal, and that limits there are refused.
 func TestChildClonedIntoV2Cgroup(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create cgroups")
+		testbin.RequireReal(t, "needs root to create cgroups")
 	}
 	var root string
 	for _, r := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
@@ -286,7 +331,7 @@ func TestChildClonedIntoV2Cgroup(t *testing.T) {
 		}
 	}
 	if root == "" {
-		t.Skip("no cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+		testbin.RequireReal(t, "no cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
 	}
 	parent := fmt.Sprintf("/gluebox-test-%d-v2", os.Getpid())
 	want := parent + "/cloned"
@@ -508,16 +553,16 @@ func TestCgroupCreateV2Writes(t *testing.T) {
 	if err := cg.create(); err != nil {
 		t.Fatal(err)
 	}
-	for f, want := range map[string]string{
-		"cgroup.subtree_control":                  "cpu memory", // already on: not written
-		"gluebox/cgroup.subtree_control":          "+cpu",
+	// Every file of the tree, so a write to any other file shows too.
+	want := maps.Clone(files)
+	maps.Copy(want, map[string]string{
+		"gluebox/cgroup.subtree_control":          "+cpu", // cgroup.subtree_control has both already: not written
 		"gluebox/children/cgroup.subtree_control": "+memory +cpu",
 		"gluebox/children/vm/memory.max":          "314572800",
 		"gluebox/children/vm/cpu.max":             "150000 100000",
-	} {
-		if got := readFile(t, filepath.Join(root, f)); got != want {
-			t.Errorf("%s = %q, want %q", f, got, want)
-		}
+	})
+	if diff := cmp.Diff(want, treeFiles(t, root)); diff != "" {
+		t.Errorf("cgroup tree after create (-want +got):\n%s", diff)
 	}
 	if cg.oomBase != 2 {
 		t.Errorf("OOM kills before the child = %d, want 2 (memory.events)", cg.oomBase)
@@ -528,9 +573,32 @@ func TestCgroupCreateV2Writes(t *testing.T) {
 	if err := cg.enter(42); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(leaf, "cgroup.procs")); got != "42" {
-		t.Errorf("cgroup.procs = %q, want 42", got)
+	want["gluebox/children/vm/cgroup.procs"] = "42"
+	if diff := cmp.Diff(want, treeFiles(t, root)); diff != "" {
+		t.Errorf("cgroup tree after enter (-want +got):\n%s", diff)
 	}
+}
+
+// treeFiles returns every regular file below root (by slash path relative to root) with its
+// content.
+func treeFiles(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		out[filepath.ToSlash(rel)] = readFile(t, p)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestLimitsValidate(t *testing.T) {
@@ -565,19 +633,20 @@ func TestMiB(t *testing.T) {
 }
 
 func TestLimitCgroupCPUBoundsTheChildrenTogether(t *testing.T) {
-	parent := testCgroupParent(t)
-	fsys, err := detectCgroupFS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fsys.Unified != "" {
-		t.Skip("this host runs cgroup v2; TestLimitCgroupCPUV2Writes covers it")
-	}
+	parent, fsys := testCgroupParent(t)
+	// quota returns the CFS quota of cgroup p in microseconds per period, "-1" for none.
 	quota := func(p string) string {
 		t.Helper()
+		if fsys.Unified != "" {
+			q, _, _ := strings.Cut(strings.TrimSpace(readFile(t, filepath.Join(fsys.Unified, p, "cpu.max"))), " ")
+			if q == "max" {
+				q = "-1"
+			}
+			return q
+		}
 		return strings.TrimSpace(readFile(t, filepath.Join(fsys.V1["cpu"], p, "cpu.cfs_quota_us")))
 	}
-	if err := LimitCgroupCPU(parent, 1.5); err != nil {
+	if err := limitCgroupCPU(fsys, parent, 1.5); err != nil {
 		t.Fatal(err)
 	}
 	if got := quota(parent); got != "150000" {
@@ -591,15 +660,19 @@ func TestLimitCgroupCPUBoundsTheChildrenTogether(t *testing.T) {
 	if err := cg.create(); err != nil {
 		t.Fatalf("a child at the group's limit: %v", err)
 	}
-	// Lowering the group below a child's quota lifts the child's, which the kernel would
-	// otherwise refuse.
-	if err := LimitCgroupCPU(parent, 0.5); err != nil {
+	// Lowering the group below a child's quota: v1 refuses a parent quota below a child's, so
+	// the child's is lifted; v2 bounds the child by its parent and keeps the child's own.
+	if err := limitCgroupCPU(fsys, parent, 0.5); err != nil {
 		t.Fatal(err)
 	}
-	if got, child := quota(parent), quota(parent+"/child"); got != "50000" || child != "-1" {
-		t.Fatalf("after lowering: group %s, child %s; want 50000 and -1", got, child)
+	wantChild := "-1"
+	if fsys.Unified != "" {
+		wantChild = "150000"
 	}
-	if err := LimitCgroupCPU(parent, 0); err != nil {
+	if got, child := quota(parent), quota(parent+"/child"); got != "50000" || child != wantChild {
+		t.Fatalf("after lowering: group %s, child %s; want 50000 and %s", got, child, wantChild)
+	}
+	if err := limitCgroupCPU(fsys, parent, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := quota(parent); got != "-1" {
@@ -617,13 +690,14 @@ func TestLimitCgroupCPUBoundsTheChildrenTogether(t *testing.T) {
 
 func TestLimitCgroupCPUV2Writes(t *testing.T) {
 	root := t.TempDir()
-	for f, v := range map[string]string{
+	files := map[string]string{
 		"cgroup.controllers":                      "cpu memory",
 		"cgroup.subtree_control":                  "memory",
 		"gluebox/cgroup.subtree_control":          "cpu",
 		"gluebox/children/cgroup.subtree_control": "",
 		"gluebox/children/cpu.max":                "max 100000",
-	} {
+	}
+	for f, v := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -634,20 +708,20 @@ func TestLimitCgroupCPUV2Writes(t *testing.T) {
 	if err := limitCgroupCPU(cgroupFS{Unified: root}, "/gluebox/children", 1.25); err != nil {
 		t.Fatal(err)
 	}
-	for f, want := range map[string]string{
-		"cgroup.subtree_control":         "+cpu",
-		"gluebox/cgroup.subtree_control": "cpu", // already on: not written
-		"gluebox/children/cpu.max":       "125000 100000",
-	} {
-		if got := readFile(t, filepath.Join(root, f)); got != want {
-			t.Errorf("%s = %q, want %q", f, got, want)
-		}
+	want := maps.Clone(files)
+	maps.Copy(want, map[string]string{
+		"cgroup.subtree_control":   "+cpu", // gluebox/cgroup.subtree_control has cpu already: not written
+		"gluebox/children/cpu.max": "125000 100000",
+	})
+	if diff := cmp.Diff(want, treeFiles(t, root)); diff != "" {
+		t.Errorf("cgroup tree after a 1.25-core limit (-want +got):\n%s", diff)
 	}
 	if err := limitCgroupCPU(cgroupFS{Unified: root}, "/gluebox/children", 0); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(root, "gluebox/children/cpu.max")); got != "max 100000" {
-		t.Errorf("no limit: cpu.max = %q", got)
+	want["gluebox/children/cpu.max"] = "max 100000"
+	if diff := cmp.Diff(want, treeFiles(t, root)); diff != "" {
+		t.Errorf("cgroup tree after removing the limit (-want +got):\n%s", diff)
 	}
 	if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("memory"), 0o644); err != nil {
 		t.Fatal(err)

@@ -74,6 +74,10 @@ func (s *Source) Checkout(ctx context.Context, sha string) (string, error) {
 	if err := os.Rename(work, final); err != nil {
 		return "", fmt.Errorf("source %s: move checkout into place: %w", s.url, err)
 	}
+	// Stamp the use with the same clock as a cache hit: the kernel's own mtime comes from a
+	// coarse clock that can lag time.Now by a tick, which would misorder the two.
+	now := time.Now()
+	_ = os.Chtimes(final, now, now)
 	s.log.Debug("checked out", "sha", sha, "bytes", size, "took", time.Since(start))
 	s.prune(treesDir, sha)
 	return final, nil

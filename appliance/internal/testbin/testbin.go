@@ -1,5 +1,6 @@
 // Package testbin finds the bundled helper programs (embed/.build/bin, built by `make bundle`)
-// for tests that run them as real processes. Tests only; internal to appliance.
+// for tests that run them as real processes, and decides what a test does when the machine
+// lacks something it needs (RequireReal). Tests only; internal to appliance.
 package testbin
 
 import (
@@ -29,10 +30,34 @@ func Path(t testing.TB, name, env string) string {
 	}
 	msg := name + " is not built (" + err.Error() + "): run `make bundle` or set " + env
 	if testing.Short() {
-		t.Skip(msg)
+		RequireReal(t, msg)
 	}
 	t.Fatal(msg)
 	return ""
+}
+
+// RequireRealEnv names the environment variable that turns RequireReal's skips into failures.
+// .ci/run sets it to 1, so a CI machine that lacks something a test needs fails loudly.
+const RequireRealEnv = "GLUEBOX_REQUIRE_REAL"
+
+// Skipper is the part of testing.TB that RequireReal uses (gittest's T has it too).
+type Skipper interface {
+	Helper()
+	Skip(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+var _ Skipper = testing.TB(nil)
+
+// RequireReal ends a test that cannot run here because the machine lacks what why names (root,
+// a cgroup controller, a program): it skips, or fails when GLUEBOX_REQUIRE_REAL=1.
+func RequireReal(t Skipper, why string) {
+	t.Helper()
+	if os.Getenv(RequireRealEnv) == "1" {
+		t.Fatalf("%s=1 and this test cannot run here: %s", RequireRealEnv, why)
+		return
+	}
+	t.Skip(why)
 }
 
 // RepoRoot walks up from the working directory to the directory holding embed/embed.go.
@@ -53,7 +78,9 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: the kernel picks it by
+// listening on :0. For a child process that must be told its port; a server of the test's own
+// keeps a listener instead.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

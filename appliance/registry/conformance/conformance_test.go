@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -35,8 +34,8 @@ func TestConformance(t *testing.T) {
 	bin := os.Getenv("OCI_CONFORMANCE_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "conformance")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		out, err := exec.Command(goTool, "build", "-o", bin, suite).CombinedOutput()
+		// go test puts its own GOROOT/bin first in PATH.
+		out, err := exec.Command("go", "build", "-o", bin, suite).CombinedOutput()
 		if err != nil {
 			t.Fatalf("cannot build conformance suite: %v\n%s", err, out)
 		}

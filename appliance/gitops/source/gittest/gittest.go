@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 )
 
 // Deleted as a value in Commit's files map removes that path.
@@ -49,7 +51,8 @@ type Options struct {
 }
 
 // NewServer starts an anonymous server over an empty bare repository and
-// stops it with t.Cleanup. Skips the test when git is not installed.
+// stops it with t.Cleanup. Skips the test when git is not installed (fails under
+// GLUEBOX_REQUIRE_REAL=1).
 func NewServer(t T) *Server { return NewServerWith(t, Options{}) }
 
 // T is the part of testing.TB the server uses, so benchmarks outside `go test` can run one.
@@ -68,7 +71,7 @@ func NewServerWith(t T, o Options) *Server {
 	t.Helper()
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
-		t.Skip("gittest: git binary not installed")
+		testbin.RequireReal(t, "gittest: git binary not installed")
 	}
 	execPath, err := exec.Command(gitBin, "--exec-path").Output()
 	if err != nil {
