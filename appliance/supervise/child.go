@@ -1,9 +1,14 @@
-// Package supervise runs the parts of a gluebox server: Group starts components in order, waits
-// for each to be ready, and stops them in reverse; Child runs one helper program (containerd,
-// coredns, ...) as a supervised child process with restarts and, when its ChildConfig has
-// Limits, in a cgroup of its own with kernel-enforced memory and CPU limits (cgroup v2 or v1;
-// see Limits and CheckCgroups). Components of gluebox import it;
-// it imports nothing of gluebox but paths-free standard library code.
+// Package supervise runs the parts of a gluebox server. Group starts components (see
+// Component) in order, waits for each to be ready, and stops them in reverse; it refuses two
+// components of one name. A component is critical when it says so (see Critical): the
+// datastore, the control plane, containerd and the kubelet, whose failure Group reports on
+// Failed so that the process ends. Every other component is restarted with backoff when it
+// fails (see Backoff) and shows as degraded in the meantime; one that does not become ready
+// at boot does not stop the boot. Child runs one helper program (containerd, coredns, ...) as
+// a supervised child process with restarts, its output in a size-capped log (see LogRotation)
+// and, when its ChildConfig has Limits, in a cgroup of its own with kernel-enforced memory and
+// CPU limits (cgroup v2 or v1; see Limits and CheckCgroups). Readiness helps components whose
+// Run is called again. Components of gluebox import it; it imports nothing of gluebox.
 package supervise
 
 import (
@@ -435,4 +440,3 @@ func hasKey(env []string, key string) bool {
 	}
 	return false
 }
-

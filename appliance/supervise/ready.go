@@ -55,8 +55,12 @@ func (r *Readiness) IsSet() bool {
 	return r.set
 }
 
-// Wait blocks until the component is ready (nil) or ctx ends (ctx's error).
+// Wait blocks until the component is ready (nil) or ctx ends (ctx's error); with ctx already
+// ended, it says whether the component is ready now.
 func (r *Readiness) Wait(ctx context.Context) error {
+	if r.IsSet() {
+		return nil
+	}
 	select {
 	case <-r.C():
 		return nil
