@@ -107,8 +107,13 @@ func newRealEnv(t *testing.T) *realEnv {
 	regDone := make(chan error, 1)
 	go func() { regDone <- reg.Run(regCtx) }()
 	t.Cleanup(func() { stopReg(); <-regDone; reg.Close() })
+	regReady := make(chan error, 1)
+	go func() { regReady <- reg.WaitReady(regCtx) }()
 	select {
-	case <-reg.Ready():
+	case err := <-regReady:
+		if err != nil {
+			t.Fatalf("registry not ready: %v", err)
+		}
 	case err := <-regDone:
 		t.Fatalf("registry: %v", err)
 	case <-time.After(30 * time.Second):

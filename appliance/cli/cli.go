@@ -248,9 +248,18 @@ func newStatusCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "backup error:\t%s\n", sec.LastBackupError)
 				}
 			}
-			fmt.Fprintln(w, "\nCOMPONENT\tSTATE\tSINCE\tERROR")
 			for _, c := range st.Components {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.State, c.Since.Format("15:04:05"), c.Error)
+				if c.Degraded() {
+					fmt.Fprintf(w, "degraded:\t%s (restarted %d times): %s\n", c.Name, c.Restarts, c.Error)
+				}
+			}
+			fmt.Fprintln(w, "\nCOMPONENT\tSTATE\tSINCE\tRESTARTS\tERROR")
+			for _, c := range st.Components {
+				name := c.Name
+				if c.Critical {
+					name += " (critical)"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", name, c.State, c.Since.Format("15:04:05"), c.Restarts, c.Error)
 			}
 			fmt.Fprintln(w, "\nCHILD\tSTATE\tPID\tRESTARTS\tMEMORY\tCPU LIMIT\tOOM KILLS")
 			for _, c := range st.Children {

@@ -313,10 +313,8 @@ func (f *FrontDoor) Name() string { return "frontdoor" }
 // request gets 404.
 func (f *FrontDoor) Handler() http.Handler { return f.handler }
 
-// Ready is closed once Run has built the first routing table and bound its listeners.
-func (f *FrontDoor) Ready() <-chan struct{} { return f.ready }
-
-// WaitReady blocks until Ready is closed, Run has failed (its error is returned), or ctx ends.
+// WaitReady blocks until Run has built the first routing table and bound its listeners, Run
+// has failed (its error is returned), or ctx ends.
 func (f *FrontDoor) WaitReady(ctx context.Context) error {
 	select {
 	case <-f.ready:

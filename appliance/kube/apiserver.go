@@ -30,6 +30,10 @@ type APIServer struct {
 // Name implements supervise.Component.
 func (a *APIServer) Name() string { return "kube-apiserver" }
 
+// Critical implements supervise.Critical: without it the node is not a node, so its
+// failure ends the process.
+func (a *APIServer) Critical() bool { return true }
+
 // DefaultArgs returns gluebox's apiserver flags before user overrides.
 func (a *APIServer) DefaultArgs() map[string]string {
 	c := a.Certs

@@ -22,8 +22,15 @@ type ControllerManager struct {
 	Log       *slog.Logger
 }
 
+// The control plane and its datastore end the process when they fail.
+var _ = []supervise.Critical{(*Datastore)(nil), (*APIServer)(nil), (*ControllerManager)(nil), (*Scheduler)(nil)}
+
 // Name implements supervise.Component.
 func (c *ControllerManager) Name() string { return "kube-controller-manager" }
+
+// Critical implements supervise.Critical: without it the node is not a node, so its
+// failure ends the process.
+func (c *ControllerManager) Critical() bool { return true }
 
 // DefaultArgs returns gluebox's controller-manager flags before user overrides.
 func (c *ControllerManager) DefaultArgs() map[string]string {
@@ -92,6 +99,10 @@ type Scheduler struct {
 
 // Name implements supervise.Component.
 func (s *Scheduler) Name() string { return "kube-scheduler" }
+
+// Critical implements supervise.Critical: without it the node is not a node, so its
+// failure ends the process.
+func (s *Scheduler) Critical() bool { return true }
 
 // DefaultArgs returns gluebox's scheduler flags before user overrides.
 func (s *Scheduler) DefaultArgs() map[string]string {

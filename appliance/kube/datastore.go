@@ -37,6 +37,10 @@ func NewDatastore(dir, endpointURL, logFile string, log *slog.Logger) *Datastore
 // Name implements supervise.Component.
 func (d *Datastore) Name() string { return "datastore" }
 
+// Critical implements supervise.Critical: without it the node is not a node, so its
+// failure ends the process.
+func (d *Datastore) Critical() bool { return true }
+
 // Endpoints returns the etcd endpoints the apiserver should use; valid once ready.
 func (d *Datastore) Endpoints() []string {
 	d.mu.Lock()

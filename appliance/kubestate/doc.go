@@ -9,8 +9,8 @@
 // prometheus.Registry and serves it on gluebox's metrics endpoint, which VictoriaMetrics
 // scrapes.
 //
-// Lifecycle: New validates the Config and sets the informers up; Run starts them, closes
-// Ready() once every cache has synced and returns nil when its context ends. Until the caches
+// Lifecycle: New validates the Config and sets the informers up; Run starts them, is ready
+// (WaitReady) once every cache has synced and returns nil when its context ends. Until the caches
 // have synced the collector emits nothing at all, so a scrape never reports zeros for objects
 // it has not seen yet; once Run has returned it emits nothing either, rather than stale series.
 // Run may be called once. Only the server wiring should import it.

@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 // Namespace labels copied into the app and env labels of namespaced series. They are the labels
@@ -63,7 +65,7 @@ type Exporter struct {
 
 	started   atomic.Bool
 	stopped   atomic.Bool // Run has returned: the caches no longer follow the cluster
-	ready     chan struct{}
+	ready     supervise.Readiness
 	collector *collector
 }
 
@@ -87,7 +89,6 @@ func New(cfg Config, logger *slog.Logger) (*Exporter, error) {
 		deployments:  f.Apps().V1().Deployments().Lister(),
 		statefulSets: f.Apps().V1().StatefulSets().Lister(),
 		daemonSets:   f.Apps().V1().DaemonSets().Lister(),
-		ready:        make(chan struct{}),
 	}
 	for name, inf := range map[string]cache.SharedIndexInformer{
 		"pods":         f.Core().V1().Pods().Informer(),
@@ -105,7 +106,7 @@ func New(cfg Config, logger *slog.Logger) (*Exporter, error) {
 	return e, nil
 }
 
-// Run starts the informers, closes Ready once their caches have synced, and keeps them
+// Run starts the informers, is ready (WaitReady) once their caches have synced, and keeps them
 // watching until ctx ends; it returns nil then, also when ctx ends before the caches synced.
 // It fails only when called a second time.
 func (e *Exporter) Run(ctx context.Context) error {
@@ -115,6 +116,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		e.stopped.Store(true)
+		e.ready.Clear()
 		cancel()
 		e.factory.Shutdown() // waits for the informer goroutines to end
 	}()
@@ -127,14 +129,14 @@ func (e *Exporter) Run(ctx context.Context) error {
 		return fmt.Errorf("kubestate: sync the informer caches: %w", res.AsError())
 	}
 	e.log.Info("kube state caches synced", "took", time.Since(start).Round(time.Millisecond))
-	close(e.ready)
+	e.ready.Set()
 	<-ctx.Done()
 	return nil
 }
 
-// Ready returns a channel closed once every informer cache has synced; from then on the
-// collector emits metrics.
-func (e *Exporter) Ready() <-chan struct{} { return e.ready }
+// WaitReady returns once every informer cache has synced, or ctx's error (at once, with ctx
+// already ended, when they have not); from then on the collector emits metrics.
+func (e *Exporter) WaitReady(ctx context.Context) error { return e.ready.Wait(ctx) }
 
 // Collector returns the prometheus.Collector that computes the metrics from the caches at each
 // scrape; it emits nothing before they have synced or once Run has returned. It is the same
@@ -143,12 +145,7 @@ func (e *Exporter) Collector() prometheus.Collector { return e.collector }
 
 // live reports whether the caches have synced and are still being kept up to date.
 func (e *Exporter) live() bool {
-	select {
-	case <-e.ready:
-		return !e.stopped.Load()
-	default:
-		return false
-	}
+	return e.ready.IsSet() && !e.stopped.Load()
 }
 
 // watchErrorHandler reports failed lists and watches in gluebox's log, where a missing RBAC

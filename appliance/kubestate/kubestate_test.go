@@ -92,12 +92,19 @@ func (te *testExporter) start(t *testing.T) {
 }
 
 // waitReady waits for Ready and for every informer's watch.
+// readyNow reports whether WaitReady says the caches have synced, without waiting.
+func (te *testExporter) readyNow() bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return te.WaitReady(ctx) == nil
+}
+
 func (te *testExporter) waitReady(t *testing.T) {
 	t.Helper()
-	select {
-	case <-te.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("caches did not sync within 10s")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := te.WaitReady(ctx); err != nil {
+		t.Fatalf("caches did not sync within 10s: %v", err)
 	}
 	eventually(t, func() error {
 		te.mu.Lock()
@@ -314,10 +321,8 @@ func TestNothingBeforeSync(t *testing.T) {
 	te.start(t)
 	// Wait until the pod list is in flight: held, it keeps the caches from syncing.
 	<-listing
-	select {
-	case <-te.Ready():
-		t.Fatal("Ready closed while the pod list was still pending")
-	default:
+	if te.readyNow() {
+		t.Fatal("ready while the pod list was still pending")
 	}
 	if n := testutil.CollectAndCount(te.Collector()); n != 0 {
 		t.Fatalf("before sync: collected %d series, want none", n)
@@ -350,10 +355,8 @@ func TestListErrorsAreLogged(t *testing.T) {
 	if !strings.Contains(logs.String(), "RBAC says no") {
 		t.Errorf("the warning does not carry the API's error:\n%s", logs.String())
 	}
-	select {
-	case <-te.Ready():
-		t.Fatal("Ready closed although deployments cannot be listed")
-	default:
+	if te.readyNow() {
+		t.Fatal("ready although deployments cannot be listed")
 	}
 	if n := testutil.CollectAndCount(te.Collector()); n != 0 {
 		t.Fatalf("collected %d series with a cache unsynced, want none", n)
@@ -414,10 +417,8 @@ func TestRunCancelledBeforeSync(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
-	select {
-	case <-te.Ready():
-		t.Fatal("Ready closed although the caches never synced")
-	default:
+	if te.readyNow() {
+		t.Fatal("ready although the caches never synced")
 	}
 }
 

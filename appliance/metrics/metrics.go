@@ -171,7 +171,6 @@ func (c Config) ScrapeFile() string { return filepath.Join(c.Dir, "scrape.yaml")
 type Metrics struct {
 	cfg    Config
 	log    *slog.Logger
-	first  *supervise.Child // readiness is the first start's
 	retune chan time.Duration
 
 	mu        sync.Mutex
@@ -208,7 +207,7 @@ func New(cfg Config, log *slog.Logger) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.child, m.first = child, child
+	m.child = child
 	return m, nil
 }
 
@@ -298,15 +297,9 @@ var _ supervise.Component = (*Metrics)(nil)
 // Name implements supervise.Component.
 func (m *Metrics) Name() string { return "victoria-metrics" }
 
-// WaitReady implements supervise.Component: it returns once /health has answered OK.
-func (m *Metrics) WaitReady(ctx context.Context) error {
-	select {
-	case <-m.first.Ready():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// WaitReady implements supervise.Component: it returns once /health of the VictoriaMetrics
+// that Run runs now has answered OK (after a failed Run, the next Run's).
+func (m *Metrics) WaitReady(ctx context.Context) error { return m.currentChild().WaitReady(ctx) }
 
 // State reports the child's state for `gluebox status`.
 func (m *Metrics) State() supervise.ChildState { return m.currentChild().State() }

@@ -75,8 +75,15 @@ func NewContainerd(cfg ContainerdConfig, log *slog.Logger) (*Containerd, error) 
 	return &Containerd{cfg: cfg, child: child, log: log}, nil
 }
 
+// Containerd and the kubelet end the process when they fail.
+var _ = []supervise.Critical{(*Containerd)(nil), (*Kubelet)(nil)}
+
 // Name implements supervise.Component.
 func (c *Containerd) Name() string { return "containerd" }
+
+// Critical implements supervise.Critical: without it the node is not a node, so its
+// failure ends the process.
+func (c *Containerd) Critical() bool { return true }
 
 // Run implements supervise.Component.
 func (c *Containerd) Run(ctx context.Context) error { return c.child.Run(ctx) }

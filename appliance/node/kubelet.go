@@ -79,6 +79,10 @@ func (k *Kubelet) configPath() string { return k.cfg.Layout.Join("kubelet-config
 // Name implements supervise.Component.
 func (k *Kubelet) Name() string { return "kubelet" }
 
+// Critical implements supervise.Critical: without it the node is not a node, so its
+// failure ends the process.
+func (k *Kubelet) Critical() bool { return true }
+
 // RenderKubeletConfig returns the KubeletConfiguration file for cfg.
 func RenderKubeletConfig(cfg KubeletConfig) string {
 	dnsIP, _ := cfg.Net.ServiceIP(10)

@@ -28,8 +28,13 @@ func startRegistry(t *testing.T) string {
 	done := make(chan error, 1)
 	go func() { done <- reg.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; reg.Close() })
+	regReady := make(chan error, 1)
+	go func() { regReady <- reg.WaitReady(ctx) }()
 	select {
-	case <-reg.Ready():
+	case err := <-regReady:
+		if err != nil {
+			t.Fatalf("registry not ready: %v", err)
+		}
 	case err := <-done:
 		t.Fatalf("registry did not start: %v", err)
 	case <-time.After(30 * time.Second):

@@ -528,11 +528,7 @@ type Status struct {
 // Status reports address, storage use, repository count and the last GC.
 func (r *Registry) Status(ctx context.Context) (Status, error) {
 	st := Status{Addr: r.Addr(), TLS: r.cfg.TLSCertFile != "", AuthRequired: r.cfg.authRequired(), StorageBytes: r.storageBytes()}
-	select {
-	case <-r.ready:
-		st.Ready = true
-	default:
-	}
+	st.Ready = r.ready.IsSet()
 	names, err := r.repositories(ctx)
 	if err != nil {
 		return st, err

@@ -40,6 +40,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/gluebox/gluebox/appliance/atomicfile"
+	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 // DefaultAddr is where the registry listens when Config.Addr is empty.
@@ -207,15 +208,14 @@ type Registry struct {
 
 	uploadBufs *bufPool // 1 MiB upload buffers, see countingBody.WriteTo
 
-	mu        sync.Mutex
-	boundTo   string
-	lastGC    *Report
-	size      int64     // storage bytes, cached
-	sizeAt    time.Time // when size was measured
-	ready     chan struct{}
-	readyOnce sync.Once
-	closeOne  sync.Once
-	cancel    context.CancelFunc
+	mu       sync.Mutex
+	boundTo  string
+	lastGC   *Report
+	size     int64     // storage bytes, cached
+	sizeAt   time.Time // when size was measured
+	ready    supervise.Readiness
+	closeOne sync.Once
+	cancel   context.CancelFunc
 }
 
 // New opens the storage under cfg.Dir and builds the handler chain; nothing listens until Run.
@@ -227,10 +227,8 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Registry, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Registry{
-		cfg:   cfg,
-		log:   logger.With("component", "registry"),
-		ready: make(chan struct{}),
-
+		cfg:        cfg,
+		log:        logger.With("component", "registry"),
 		uploadBufs: newBufPool(keptUploadBufs),
 	}
 	for _, o := range opts {
@@ -362,8 +360,9 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 // serves it; tests and embedders may serve it themselves.
 func (r *Registry) Handler() http.Handler { return r.handler }
 
-// Ready is closed once Run has bound its listener.
-func (r *Registry) Ready() <-chan struct{} { return r.ready }
+// WaitReady returns once Run has bound its listener, or ctx's error. After a Run has
+// returned, it waits for the next one.
+func (r *Registry) WaitReady(ctx context.Context) error { return r.ready.Wait(ctx) }
 
 // Addr is the address Run is bound to, or the configured one before that.
 func (r *Registry) Addr() string {
@@ -378,6 +377,7 @@ func (r *Registry) Addr() string {
 // Run listens on Config.Addr and serves until ctx ends, then shuts down gracefully and returns nil.
 // It also runs the GC schedule.
 func (r *Registry) Run(ctx context.Context) error {
+	defer r.ready.Clear()
 	addr := r.cfg.addr()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -404,7 +404,7 @@ func (r *Registry) Run(ctx context.Context) error {
 	r.boundTo = l.Addr().String()
 	r.mu.Unlock()
 	r.log.Info("registry listening", "addr", r.boundTo, "tls", r.cfg.TLSCertFile != "", "auth", r.cfg.authRequired())
-	r.readyOnce.Do(func() { close(r.ready) })
+	r.ready.Set()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()

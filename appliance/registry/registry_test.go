@@ -88,8 +88,13 @@ func newTestRegistry(t *testing.T, cfg Config, opts ...Option) *testRegistry {
 		}
 		r.Close() // idempotent
 	})
+	regReady := make(chan error, 1)
+	go func() { regReady <- r.WaitReady(ctx) }()
 	select {
-	case <-r.Ready():
+	case err := <-regReady:
+		if err != nil {
+			t.Fatalf("registry not ready: %v", err)
+		}
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	case <-time.After(20 * time.Second):

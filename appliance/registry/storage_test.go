@@ -287,8 +287,13 @@ func startRegistry(t *testing.T, dir string) (*testRegistry, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
+	regReady := make(chan error, 1)
+	go func() { regReady <- r.WaitReady(ctx) }()
 	select {
-	case <-r.Ready():
+	case err := <-regReady:
+		if err != nil {
+			t.Fatalf("registry not ready: %v", err)
+		}
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}

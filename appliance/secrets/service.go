@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gluebox/gluebox/appliance/paths"
+	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 // Config configures the secret store component. Zero values are documented per field; only Dir
@@ -78,8 +79,7 @@ type Service struct {
 	log   *slog.Logger
 	store *Store
 
-	ready     chan struct{}
-	readyOnce sync.Once
+	ready     supervise.Readiness
 	closeOnce sync.Once
 	closeErr  error
 	backupMu  sync.Mutex // one backup, verify or restore at a time
@@ -110,7 +110,7 @@ func New(cfg Config, logger *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot start secret store: %w", err)
 	}
-	return &Service{cfg: cfg, log: logger, store: st, ready: make(chan struct{})}, nil
+	return &Service{cfg: cfg, log: logger, store: st}, nil
 }
 
 // Store is the open store, for kubesync and other in-process users.
@@ -124,14 +124,16 @@ func (s *Service) SetCopyTarget(t CopyTarget) {
 	s.copyTarget = t
 }
 
-// Ready is closed once Run has loaded the backup state; the store itself is usable from New on.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+// WaitReady returns once Run has loaded the backup state, or ctx's error; the store itself is
+// usable from New on. After a Run has returned, it waits for the next one.
+func (s *Service) WaitReady(ctx context.Context) error { return s.ready.Wait(ctx) }
 
 // Run runs the backup schedule until ctx ends and returns nil then. The first scheduled backup
 // is taken at once if the newest verified backup is older than BackupInterval.
 func (s *Service) Run(ctx context.Context) error {
+	defer s.ready.Clear()
 	s.loadBackupState()
-	s.readyOnce.Do(func() { close(s.ready) })
+	s.ready.Set()
 	if s.cfg.BackupInterval < 0 {
 		<-ctx.Done()
 		return nil

@@ -76,10 +76,10 @@ func TestRunTakesVerifiedBackupAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-s.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready")
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if err := s.WaitReady(rctx); err != nil {
+		t.Fatalf("not ready: %v", err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for s.Status().NewestVerified.IsZero() {

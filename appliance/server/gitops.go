@@ -51,7 +51,7 @@ func (s *Server) newGitOps(restCfg *rest.Config, p *platform) (*engine.Engine, s
 		return nil, nil, fmt.Errorf("cannot start the GitOps engine: %w", err)
 	}
 	p.gitops = eng
-	return eng, supervise.Func{N: "gitops", R: eng.Run, Ready: chanReady(eng.Ready())}, nil
+	return eng, supervise.Func{N: "gitops", R: eng.Run, Ready: eng.WaitReady}, nil
 }
 
 // buildsFollower is the engine's Builds, or nil (a nil *Follower in the interface would not be).

@@ -133,7 +133,7 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if p.gitops != nil {
 		o.history = p.gitops
 	}
-	kubeState := supervise.Func{N: "kube-state-metrics", R: ks.Run, Ready: chanReady(ks.Ready())}
+	kubeState := supervise.Func{N: "kube-state-metrics", R: ks.Run, Ready: ks.WaitReady}
 	first := []supervise.Component{self, o.logs, o.metrics}
 	if s.shipper != nil {
 		first = append(first, supervise.Func{N: "log-shipper", R: func(ctx context.Context) error {

@@ -98,12 +98,14 @@ func (s *Server) newPlatform(cs kubernetes.Interface) (*platform, []supervise.Co
 	}
 	p := &platform{reg: reg, sec: sec, syncer: syncer, bindings: bf}
 	comps := []supervise.Component{
-		supervise.Func{N: "registry", R: reg.Run, Ready: chanReady(reg.Ready())},
+		supervise.Func{N: "registry", R: reg.Run, Ready: reg.WaitReady},
 		supervise.Func{N: "secrets", R: func(ctx context.Context) error {
 			err := sec.Run(ctx)
-			sec.Close()
+			if ctx.Err() != nil { // not before: the Group runs a failed Run again
+				sec.Close()
+			}
 			return err
-		}, Ready: chanReady(sec.Ready())},
+		}, Ready: sec.WaitReady},
 	}
 	return p, comps, nil
 }
@@ -112,17 +114,6 @@ func (s *Server) newPlatform(cs kubernetes.Interface) (*platform, []supervise.Co
 // stops first (before the store closes).
 func (p *platform) syncerComponent() supervise.Component {
 	return supervise.Func{N: "secret-sync", R: p.syncer.Run}
-}
-
-func chanReady(ch <-chan struct{}) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // register adds the platform's API routes.

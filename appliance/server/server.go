@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,7 +108,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	logFile, err := os.OpenFile(filepath.Join(l.LogDir(), "kubernetes.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	logFile, err := supervise.OpenLog(filepath.Join(l.LogDir(), "kubernetes.log"), supervise.LogRotation{})
 	if err != nil {
 		return fmt.Errorf("cannot open kubernetes log: %w", err)
 	}
@@ -156,7 +157,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- api.Serve(apiCtx, l.Socket(), s.Handler()) }()
 	defer func() { stopAPI(); <-apiDone }()
-	g := supervise.NewGroup(s.log, 3*time.Minute, s.cfg.ShutdownTimeout)
+	g := supervise.NewGroup(s.log, supervise.GroupConfig{ReadyTimeout: 3 * time.Minute, StopTimeout: s.cfg.ShutdownTimeout})
 	s.mu.Lock()
 	s.group = g
 	s.mu.Unlock()
@@ -413,7 +414,7 @@ func (s *Server) setError(err error) {
 
 // Status is what `gluebox status` prints.
 type Status struct {
-	Phase      string                 `json:"phase"`
+	Phase      string                 `json:"phase"` // starting, ready, degraded (ready, a component restarting), stopping
 	Node       string                 `json:"node"`
 	NodeIP     string                 `json:"nodeIP"`
 	DataDir    string                 `json:"dataDir"`
@@ -471,6 +472,9 @@ func (s *Server) Status() Status {
 	}
 	if s.group != nil {
 		st.Components = s.group.States()
+		if st.Phase == "ready" && slices.ContainsFunc(st.Components, supervise.State.Degraded) {
+			st.Phase = "degraded" // serving, with a non-critical component being restarted
+		}
 	}
 	for _, c := range s.children {
 		st.Children = append(st.Children, c.State())

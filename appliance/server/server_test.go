@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"github.com/spf13/pflag"
@@ -10,13 +11,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gluebox/gluebox/appliance/config"
 	"github.com/gluebox/gluebox/appliance/paths"
 	"github.com/gluebox/gluebox/appliance/secrets/kubesync"
+	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 func newBindingFile(t *testing.T) *bindingFile {
@@ -259,4 +263,58 @@ func TestStatusBeforeRun(t *testing.T) {
 		st.Kubeconfig != filepath.Join(cfg.DataDir, "kubeconfig", "admin.yaml") || len(st.Components) != 0 {
 		t.Errorf("status = %+v", st)
 	}
+}
+
+// TestStatusDegraded: a ready node whose non-critical component keeps failing reports phase
+// degraded, with the component's error and restarts; once it works again, ready.
+func TestStatusDegraded(t *testing.T) {
+	s, err := New(validConfig(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := supervise.NewGroup(slog.New(slog.DiscardHandler), supervise.GroupConfig{
+		ReadyTimeout: 5 * time.Second, StopTimeout: 5 * time.Second,
+		Restart: supervise.Backoff{Initial: time.Millisecond, Max: time.Millisecond},
+	})
+	t.Cleanup(func() { _ = g.Stop() })
+	var fixed atomic.Bool
+	flaky := supervise.Func{N: "log-shipper", R: func(ctx context.Context) error {
+		if !fixed.Load() {
+			return errors.New("no route to the log store")
+		}
+		<-ctx.Done()
+		return nil
+	}, Ready: func(ctx context.Context) error { // never ready while broken
+		if !fixed.Load() {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}}
+	if err := g.Start(context.Background(), flaky); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.group, s.phase = g, "ready"
+	s.mu.Unlock()
+	phase := func(want string) Status {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st := s.Status()
+			if st.Phase == want {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %+v, want phase %s", st, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	st := phase("degraded")
+	if c := st.Components[0]; !c.Degraded() || c.Restarts == 0 || !strings.Contains(c.Error, "no route to the log store") {
+		t.Errorf("component %+v, want degraded with its error and restarts", c)
+	}
+	fixed.Store(true)
+	phase("ready")
 }

@@ -1,9 +1,14 @@
-// Package supervise runs the parts of a gluebox server: Group starts components in order, waits
-// for each to be ready, and stops them in reverse; Child runs one helper program (containerd,
-// coredns, ...) as a supervised child process with restarts and, when its ChildConfig has
-// Limits, in a cgroup of its own with kernel-enforced memory and CPU limits (cgroup v2 or v1;
-// see Limits and CheckCgroups). Components of gluebox import it;
-// it imports nothing of gluebox but paths-free standard library code.
+// Package supervise runs the parts of a gluebox server. Group starts components (see
+// Component) in order, waits for each to be ready, and stops them in reverse; it refuses two
+// components of one name. A component is critical when it says so (see Critical): the
+// datastore, the control plane, containerd and the kubelet, whose failure Group reports on
+// Failed so that the process ends. Every other component is restarted with backoff when it
+// fails (see Backoff) and shows as degraded in the meantime; one that does not become ready
+// at boot does not stop the boot. Child runs one helper program (containerd, coredns, ...) as
+// a supervised child process with restarts, its output in a size-capped log (see LogRotation)
+// and, when its ChildConfig has Limits, in a cgroup of its own with kernel-enforced memory and
+// CPU limits (cgroup v2 or v1; see Limits and CheckCgroups). Readiness helps components whose
+// Run is called again. Components of gluebox import it; it imports nothing of gluebox.
 package supervise
 
 import (
@@ -19,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // ChildConfig describes one helper program run by a Child.
@@ -33,10 +40,10 @@ type ChildConfig struct {
 	Env []string
 	// Dir is the working directory; empty means the program's directory.
 	Dir string
-	// LogFile receives the child's stdout and stderr; it is rotated to LogFile+".1" once it
-	// passes MaxLogBytes (default 50 MiB) at a (re)start.
-	LogFile     string
-	MaxLogBytes int64
+	// LogFile receives the child's stdout and stderr, rotated as Log says (by default at
+	// 50 MiB, 3 compressed backups kept); empty discards them.
+	LogFile string
+	Log     LogRotation
 	// Ready reports whether the child is serving, e.g. by dialing its socket. Nil means
 	// "ready once started".
 	Ready func(ctx context.Context) error
@@ -54,12 +61,12 @@ type ChildConfig struct {
 }
 
 // Child runs one helper program until its context ends, restarting it with backoff when it
-// dies. Use NewChild, then Run; Ready is closed the first time the program is ready.
+// dies. Use NewChild, then Run; Ready is closed the first time the program is ready in that
+// Run. Run may be called again once it returned (the Group does, after a failure).
 type Child struct {
 	cfg     ChildConfig
 	log     *slog.Logger
-	ready   chan struct{}
-	once    sync.Once
+	ready   Readiness
 	mu      sync.Mutex
 	state   ChildState
 	lastPID int
@@ -94,9 +101,6 @@ type ChildState struct {
 
 // NewChild returns a Child for cfg after filling in defaults.
 func NewChild(cfg ChildConfig, log *slog.Logger) *Child {
-	if cfg.MaxLogBytes == 0 {
-		cfg.MaxLogBytes = 50 << 20
-	}
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 60 * time.Second
 	}
@@ -106,12 +110,21 @@ func NewChild(cfg ChildConfig, log *slog.Logger) *Child {
 	if cfg.MaxRestarts == 0 {
 		cfg.MaxRestarts = 5
 	}
-	return &Child{cfg: cfg, log: log.With("child", cfg.Name), ready: make(chan struct{}), detect: detectCgroupFS,
+	return &Child{cfg: cfg, log: log.With("child", cfg.Name), detect: detectCgroupFS,
 		state: ChildState{Name: cfg.Name, State: "starting", Since: time.Now()}}
 }
 
-// Ready is closed once the program has been ready at least once.
-func (c *Child) Ready() <-chan struct{} { return c.ready }
+// Ready is closed once the program has been ready at least once in the current Run; when Run
+// has returned, it is a new channel, closed once the next Run's program is ready.
+func (c *Child) Ready() <-chan struct{} { return c.ready.C() }
+
+// Name is the child's name, so that a Child is a Component by itself.
+func (c *Child) Name() string { return c.cfg.Name }
+
+// WaitReady returns once the program is ready in the current Run, or ctx's error.
+func (c *Child) WaitReady(ctx context.Context) error { return c.ready.Wait(ctx) }
+
+var _ Component = (*Child)(nil)
 
 // State returns a snapshot of the child's state; memory use and OOM kills are read from its
 // cgroup now.
@@ -141,17 +154,25 @@ func (c *Child) setState(f func(*ChildState)) {
 // started or keeps dying, and at once when its Limits cannot be applied. With Limits, the
 // child's cgroup is created first and removed when Run returns.
 func (c *Child) Run(ctx context.Context) error {
+	defer c.ready.Clear()
+	c.setState(func(s *ChildState) { s.State = "starting"; s.Since = time.Now() })
 	if err := c.setupCgroup(); err != nil {
 		c.setState(func(s *ChildState) { s.State = "failed"; s.PID = 0; s.LastError = err.Error(); s.Since = time.Now() })
 		return err
 	}
 	defer c.removeCgroup()
+	logw, err := OpenLog(c.cfg.LogFile, c.cfg.Log)
+	if err != nil {
+		c.setState(func(s *ChildState) { s.State = "failed"; s.PID = 0; s.LastError = err.Error(); s.Since = time.Now() })
+		return err
+	}
+	defer logw.Close()
 	failures := 0
 	backoff := 500 * time.Millisecond
 	for {
 		started := time.Now()
 		oomBefore := c.oomKills()
-		err := c.runOnce(ctx)
+		err := c.runOnce(ctx, logw)
 		if ctx.Err() != nil {
 			c.setState(func(s *ChildState) { s.State = "stopped"; s.PID = 0; s.Since = time.Now() })
 			return nil
@@ -197,13 +218,31 @@ func (c *Child) Run(ctx context.Context) error {
 	}
 }
 
-func (c *Child) runOnce(ctx context.Context) error {
-	logw, err := openLog(c.cfg.LogFile, c.cfg.MaxLogBytes)
+// runOnce starts the program once and returns when it has exited, or has been stopped because
+// ctx ended. Its output goes through a pipe of its own to logw: the program gets a real file
+// (exec then waits for no copying, which programs leaving children behind would hold up), and
+// the copying ends when the last process holding the pipe has exited.
+func (c *Child) runOnce(ctx context.Context, logw io.Writer) error {
+	pr, pw, err := os.Pipe()
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot create the output pipe of %s: %w", c.cfg.Name, err)
 	}
-	defer logw.Close()
-	cmd := c.command(logw)
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		defer pr.Close()
+		_, _ = io.Copy(logw, pr)
+	}()
+	defer func() {
+		pw.Close() // the program has its own copy
+		// Once the program has exited its last words are copied, unless something it left
+		// running still holds the pipe: then the copying goes on without holding Run up.
+		select {
+		case <-copied:
+		case <-time.After(2 * time.Second):
+		}
+	}()
+	cmd := c.command(pw)
 	cloneInto := c.cg != nil && c.cg.v2 && !c.noCloneInto
 	if cloneInto {
 		fd, err := c.cg.openDir()
@@ -218,7 +257,7 @@ func (c *Child) runOnce(ctx context.Context) error {
 		// clone3 into a cgroup needs Linux 5.7; older kernels get the v1 way: start, then move.
 		c.log.Info("kernel cannot start a process inside a cgroup; moving it there after the start", "err", err)
 		c.noCloneInto, cloneInto = true, false
-		cmd = c.command(logw)
+		cmd = c.command(pw)
 		err = cmd.Start()
 	}
 	if err != nil {
@@ -256,7 +295,7 @@ func (c *Child) runOnce(ctx context.Context) error {
 				continue
 			}
 			c.setState(func(s *ChildState) { s.State = "running"; s.LastError = "" })
-			c.once.Do(func() { close(c.ready) })
+			c.ready.Set()
 		case err := <-exited:
 			if err != nil {
 				return fmt.Errorf("%s exited: %w", c.cfg.Name, err)
@@ -366,16 +405,17 @@ func (c *Child) waitReady(ctx context.Context) error {
 		return nil
 	}
 	var last error
-	for {
-		if last = c.cfg.Ready(ctx); last == nil {
-			return nil
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		last = c.cfg.Ready(ctx)
+		return last == nil, nil
+	})
+	if err != nil {
+		if last == nil {
+			last = err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w", c.cfg.Name, last)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return fmt.Errorf("%s not ready: %w", c.cfg.Name, last)
 	}
+	return nil
 }
 
 // stop sends SIGTERM to the child alone (not its process group: containerd's shims must live on)
@@ -400,24 +440,3 @@ func hasKey(env []string, key string) bool {
 	}
 	return false
 }
-
-func openLog(path string, maxBytes int64) (io.WriteCloser, error) {
-	if path == "" {
-		return nopCloser{io.Discard}, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("cannot create log dir: %w", err)
-	}
-	if st, err := os.Stat(path); err == nil && st.Size() > maxBytes {
-		_ = os.Rename(path, path+".1")
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open log %s: %w", path, err)
-	}
-	return f, nil
-}
-
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }

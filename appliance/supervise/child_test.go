@@ -3,6 +3,7 @@ package supervise
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gopkg.in/natefinch/lumberjack.v2"
 )
 
 // runChild starts a Child for cfg and returns it with the cancel of its context and the
@@ -255,29 +258,63 @@ func TestChildCancelDuringBackoffIsStopped(t *testing.T) {
 }
 
 func TestChildLogRotation(t *testing.T) {
-	cfg := shChild(t, "echo 0123456789abcdef; exit 1")
-	cfg.MaxLogBytes = 40
-	cfg.MaxRestarts = 3
-	// An old log above the limit is rotated at the first start.
-	if err := os.MkdirAll(filepath.Dir(cfg.LogFile), 0o755); err != nil {
+	// 2.5 MiB of output with a 1 MiB cap: two rotated files and the current one, none above
+	// the cap, nothing lost.
+	const total = 5 << 19
+	cfg := shChild(t, fmt.Sprintf("head -c %d /dev/zero | tr '\\0' x; exec sleep 100", total))
+	cfg.Log = LogRotation{MaxMiB: 1, Backups: 3, NoCompress: true}
+	dir := filepath.Dir(cfg.LogFile)
+	_, cancel, done := runChild(t, cfg)
+	sizes := func() (map[string]int64, int64) {
+		out, sum := map[string]int64{}, int64(0)
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil {
+				out[e.Name()] = fi.Size()
+				sum += fi.Size()
+			}
+		}
+		return out, sum
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	got, sum := sizes()
+	for sum < total && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		got, sum = sizes()
+	}
+	cancel()
+	if err := waitErr(t, done, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	old := strings.Repeat("old line\n", 10)
-	if err := os.WriteFile(cfg.LogFile, []byte(old), 0o644); err != nil {
+	if sum != total || len(got) != 3 {
+		t.Fatalf("log files %v (%d bytes), want 3 files with %d bytes", got, sum, total)
+	}
+	for name, size := range got {
+		if size > 1<<20 {
+			t.Errorf("%s has %d bytes, more than the 1 MiB cap", name, size)
+		}
+	}
+	if got["child.log"] == 0 {
+		t.Errorf("log files %v: the current one is empty", got)
+	}
+}
+
+func TestOpenLogDefaults(t *testing.T) {
+	w, err := OpenLog(filepath.Join(t.TempDir(), "logs", "x.log"), LogRotation{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, done := runChild(t, cfg)
-	if err := waitErr(t, done, 15*time.Second); err == nil {
-		t.Fatal("want an error")
+	defer w.Close()
+	lj, ok := w.(*lumberjack.Logger)
+	if !ok {
+		t.Fatalf("OpenLog returned %T, want a rotating writer", w)
 	}
-	// Runs 1-3 append 17 bytes each (51 > 40): run 4 starts with a fresh log, the
-	// rotated one holds runs 1-3 and the old content is gone.
-	const line = "0123456789abcdef\n"
-	if got, want := readFile(t, cfg.LogFile), line; got != want {
-		t.Errorf("log = %q, want %q", got, want)
+	if lj.MaxSize != 50 || lj.MaxBackups != 3 || !lj.Compress {
+		t.Errorf("defaults: MaxSize %d MiB, MaxBackups %d, Compress %v; want 50, 3, true", lj.MaxSize, lj.MaxBackups, lj.Compress)
 	}
-	if got, want := readFile(t, cfg.LogFile+".1"), strings.Repeat(line, 3); got != want {
-		t.Errorf("rotated log = %q, want %q", got, want)
+	fi, err := os.Stat(lj.Filename)
+	if err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("log file %v, %v: want it created with mode 0640", fi, err)
 	}
 }
 

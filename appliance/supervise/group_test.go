@@ -42,9 +42,11 @@ type fake struct {
 	failErr  error
 	fail     chan struct{}
 	ignoreCx bool // Run ignores its context (a component that does not stop)
+	critical bool
 }
 
-func (f *fake) Name() string { return f.name }
+func (f *fake) Name() string   { return f.name }
+func (f *fake) Critical() bool { return f.critical }
 
 func (f *fake) Run(ctx context.Context) error {
 	f.rec.add("run " + f.name)
@@ -76,7 +78,7 @@ var _ Component = (*fake)(nil)
 
 func newTestGroup(t *testing.T, readyTimeout, stopTimeout time.Duration) *Group {
 	t.Helper()
-	g := NewGroup(slog.New(slog.DiscardHandler), readyTimeout, stopTimeout)
+	g := NewGroup(slog.New(slog.DiscardHandler), GroupConfig{ReadyTimeout: readyTimeout, StopTimeout: stopTimeout})
 	t.Cleanup(func() { _ = g.Stop() })
 	return g
 }
@@ -136,6 +138,7 @@ func TestGroupStartsInOrderStopsInReverse(t *testing.T) {
 	}
 }
 
+// TestGroupStartFailures: a critical component that does not become ready fails Start.
 func TestGroupStartFailures(t *testing.T) {
 	boom := errors.New("boom")
 	for _, tc := range []struct {
@@ -148,28 +151,28 @@ func TestGroupStartFailures(t *testing.T) {
 		{
 			name: "WaitReady fails",
 			comp: func(rec *recorder) *fake {
-				return &fake{name: "bad", rec: rec, ready: func(context.Context) error { return boom }}
+				return &fake{name: "bad", critical: true, rec: rec, ready: func(context.Context) error { return boom }}
 			},
 			want: []string{"bad did not become ready: boom"}, wantIs: boom, wantStops: []string{"stop bad"},
 		},
 		{
 			name: "WaitReady times out",
 			comp: func(rec *recorder) *fake {
-				return &fake{name: "slow", rec: rec, ready: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+				return &fake{name: "slow", critical: true, rec: rec, ready: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
 			},
 			want: []string{"slow did not become ready within 200ms"}, wantIs: context.DeadlineExceeded, wantStops: []string{"stop slow"},
 		},
 		{
 			name: "Run fails before ready",
 			comp: func(rec *recorder) *fake {
-				return &fake{name: "crash", rec: rec, runErr: boom, ready: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+				return &fake{name: "crash", critical: true, rec: rec, runErr: boom, ready: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
 			},
 			want: []string{"crash failed to start: boom"}, wantIs: boom,
 		},
 		{
 			name: "Run returns nil before ready",
 			comp: func(rec *recorder) *fake {
-				return &fake{name: "quitter", rec: rec, runNil: true, ready: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+				return &fake{name: "quitter", critical: true, rec: rec, runNil: true, ready: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
 			},
 			want: []string{"quitter failed to start: stopped before it was ready"},
 		},
@@ -216,11 +219,13 @@ func TestGroupStartFailures(t *testing.T) {
 	}
 }
 
+// TestGroupFailedDeliversRuntimeFailure: a critical component failing after it was ready
+// arrives on Failed.
 func TestGroupFailedDeliversRuntimeFailure(t *testing.T) {
 	rec := &recorder{}
 	g := newTestGroup(t, time.Second, time.Second)
 	boom := errors.New("lost its socket")
-	f := &fake{name: "flaky", rec: rec, fail: make(chan struct{}), failErr: boom}
+	f := &fake{name: "flaky", critical: true, rec: rec, fail: make(chan struct{}), failErr: boom}
 	if err := g.Start(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
@@ -238,8 +243,8 @@ func TestGroupFailedDeliversRuntimeFailure(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Failed delivered nothing")
 	}
-	if st := g.States(); len(st) != 1 || st[0].State != "failed" || st[0].Error != boom.Error() {
-		t.Errorf("states = %+v, want flaky failed", st)
+	if st := g.States(); len(st) != 1 || st[0].State != "failed" || st[0].Error != boom.Error() || !st[0].Critical {
+		t.Errorf("states = %+v, want flaky failed and critical", st)
 	}
 }
 

@@ -43,6 +43,7 @@ import (
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 	"github.com/gluebox/gluebox/appliance/gitops/webhook"
 	"github.com/gluebox/gluebox/appliance/secrets/kubesync"
+	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 // Defaults for the zero values of Config.
@@ -166,7 +167,7 @@ type Engine struct {
 	deps  Deps
 	log   *slog.Logger
 	st    *state.Store
-	ready chan struct{}
+	ready supervise.Readiness
 	kick  chan struct{}
 	hook  *webhook.Receiver
 
@@ -218,7 +219,6 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		deps:   deps,
 		log:    deps.Logger.With("component", "gitops"),
 		st:     st,
-		ready:  make(chan struct{}),
 		kick:   make(chan struct{}, 1),
 		health: map[string]*watch{},
 		now:    time.Now,
@@ -231,8 +231,9 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	return e, nil
 }
 
-// Ready is closed when Run has started.
-func (e *Engine) Ready() <-chan struct{} { return e.ready }
+// WaitReady returns once Run has started (prepared the webhook secret and resumed the health
+// watches), or ctx's error.
+func (e *Engine) WaitReady(ctx context.Context) error { return e.ready.Wait(ctx) }
 
 // Webhook is the receiver to mount at WebhookPath on the front door.
 func (e *Engine) Webhook() *webhook.Receiver { return e.hook }
@@ -272,14 +273,17 @@ func (e *Engine) wake() {
 }
 
 // Run polls and syncs until ctx ends, then waits for its health watchers and closes the state.
+// It fails in no other way, so the Group never runs it a second time (which the closed state
+// would not allow).
 func (e *Engine) Run(ctx context.Context) error {
+	defer e.ready.Clear()
 	defer e.st.Close()
 	e.runCtx = ctx
 	if err := e.ensureWebhookSecret(ctx); err != nil {
 		e.log.Warn("cannot prepare the webhook secret; webhooks are refused until it exists", "err", err)
 	}
 	e.resumeHealth()
-	close(e.ready)
+	e.ready.Set()
 	e.syncOnce(ctx)
 	t := time.NewTicker(e.cfg.PollInterval)
 	defer t.Stop()

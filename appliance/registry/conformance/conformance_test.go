@@ -51,8 +51,13 @@ func TestConformance(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- reg.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	regReady := make(chan error, 1)
+	go func() { regReady <- reg.WaitReady(ctx) }()
 	select {
-	case <-reg.Ready():
+	case err := <-regReady:
+		if err != nil {
+			t.Fatalf("registry not ready: %v", err)
+		}
 	case err := <-done:
 		t.Fatalf("registry did not start: %v", err)
 	case <-time.After(30 * time.Second):

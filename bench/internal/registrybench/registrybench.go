@@ -83,8 +83,13 @@ func Run(w io.Writer, dir string) error {
 	done := make(chan error, 1)
 	go func() { done <- reg.Run(ctx) }()
 	defer func() { cancel(); <-done }()
+	regReady := make(chan error, 1)
+	go func() { regReady <- reg.WaitReady(ctx) }()
 	select {
-	case <-reg.Ready():
+	case err := <-regReady:
+		if err != nil {
+			return err
+		}
 	case err := <-done:
 		return err
 	}
