@@ -372,3 +372,38 @@ func TestHasKey(t *testing.T) {
 		}
 	}
 }
+
+// TestChildRunAgain: a Child whose Run returned can run again (the Group does that after a
+// failure), and its readiness is the new Run's, not the old one's.
+func TestChildRunAgain(t *testing.T) {
+	dir := t.TempDir()
+	up := filepath.Join(dir, "up")
+	cfg := shChild(t, "touch "+up+"; exec sleep 100")
+	cfg.Ready = func(context.Context) error {
+		_, err := os.Stat(up)
+		return err
+	}
+	c, cancel, done := runChild(t, cfg)
+	waitReady(t, c, 5*time.Second)
+	cancel()
+	if err := waitErr(t, done, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(up); err != nil {
+		t.Fatal(err)
+	}
+	ended, stop := context.WithCancel(context.Background())
+	stop()
+	if err := c.WaitReady(ended); err == nil {
+		t.Fatal("WaitReady after Run returned = nil, want not ready")
+	}
+	_, cancel2, done2 := startChild(t, c)
+	waitReady(t, c, 5*time.Second)
+	if st := waitState(t, c, "running", 5*time.Second); st.PID == 0 {
+		t.Errorf("state %+v after the second Run", st)
+	}
+	cancel2()
+	if err := waitErr(t, done2, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
