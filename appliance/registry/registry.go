@@ -1,8 +1,8 @@
 // Package registry owns gluebox's built-in OCI registry: distribution/distribution v3 running
 // in-process on the filesystem under <data-dir>/registry, wrapped with what gluebox adds around it —
 // authentication off loopback, request logs and Prometheus metrics, the OCI 1.1 referrers API and
-// a few conformance fixes, garbage collection with a retention policy, and the local JSON API and
-// CLI commands (`gluebox registry list|gc`).
+// a few conformance fixes, garbage collection with a retention policy, and its routes of the local
+// JSON API (http.go; the `gluebox registry` commands live in appliance/cli).
 //
 // Lifecycle: New builds the component (storage is opened, nothing listens yet); Run listens,
 // closes Ready once the socket is bound, runs the GC schedule, and returns nil when its context
