@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +20,10 @@ import (
 
 	"github.com/gluebox/gluebox/appliance/alerts"
 	"github.com/gluebox/gluebox/appliance/api"
-	"github.com/gluebox/gluebox/appliance/gitops/apply"
 	"github.com/gluebox/gluebox/appliance/console"
 	"github.com/gluebox/gluebox/appliance/dashboards"
 	"github.com/gluebox/gluebox/appliance/frontdoor"
+	"github.com/gluebox/gluebox/appliance/gitops/apply"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 	"github.com/gluebox/gluebox/appliance/logs"
@@ -89,7 +90,7 @@ func newTestNode(t *testing.T) *testNode {
 	}))
 	t.Cleanup(am.Close)
 	alerting := alerts.NewService(&alerts.Client{BaseURL: am.URL}, n.rules, []string{"webhook"}, nil)
-	alerting.SetUserRules(ctx, []byte("- name: Bad\n  expr: up == 0\n  receiver: nowhere\n"))
+	alerting.SetUserRules(ctx, []byte("alerts:\n- name: Down\n  expr: up == 0\n- name: Bad\n  expr: up == 0\n  receiver: nowhere\n"))
 
 	con, err := console.New(console.Config{Password: func(context.Context) ([]byte, error) { return []byte("pw"), nil },
 		Tools: []console.Tool{{Prefix: "/metrics/", Title: "Metrics", Handler: http.NotFoundHandler()}}})
@@ -152,6 +153,10 @@ func (noCluster) Delete(context.Context, apply.Set, []state.ObjRef) ([]string, e
 	return nil, errors.New("no cluster in this test")
 }
 
+func (noCluster) Wait(context.Context, []state.ObjRef, time.Duration) error {
+	return errors.New("no cluster in this test")
+}
+
 // fakeRules stands in for vmalert, which runs as a separate program.
 type fakeRules struct{ user []alerts.UserRule }
 
@@ -181,7 +186,7 @@ func wantAPIError(t *testing.T, err error, status int, want string) {
 func TestSecretsAndBackups(t *testing.T) {
 	n := newTestNode(t)
 	ctx := context.Background()
-	path := "secret/my app/db" // a space and a slash: Route.Path must escape the one, keep the other
+	path := "secret/my-app/db" // a rest wildcard: the slashes stay
 	v, err := n.c.SetSecret(ctx, path, secrets.SetRequest{Values: map[string]string{"URL": "postgres://x"}, By: "test"})
 	if err != nil || v.Version != 1 || v.Path != path {
 		t.Fatalf("SetSecret = %+v, %v", v, err)
@@ -286,7 +291,7 @@ func TestAlerts(t *testing.T) {
 	_, err = n.c.ExpireSilence(ctx, "s?1")
 	wantAPIError(t, err, http.StatusNotFound, `"s?1" is not a silence ID`)
 	rules, err := n.c.AlertRules(ctx)
-	if err != nil || len(rules.Default) == 0 || len(rules.Dropped) == 0 || !strings.Contains(strings.Join(rules.Dropped, "\n"), "nowhere") {
+	if err != nil || len(rules.Default) == 0 || !slices.Equal(rules.User, []string{"Down"}) || !strings.Contains(strings.Join(rules.Dropped, "\n"), "nowhere") {
 		t.Fatalf("AlertRules = %+v, %v", rules, err)
 	}
 }

@@ -99,7 +99,6 @@ func TestBindingFileCorrupt(t *testing.T) {
 	}
 }
 
-
 func TestBindingsUnionWithGitOps(t *testing.T) {
 	s, st, _ := newTestSyncer(t)
 	set(t, st, "secret/web", "TOKEN", "t")
