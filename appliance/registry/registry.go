@@ -10,8 +10,8 @@
 // time, also while Run serves. From New to Close the file <Dir>/gluebox/open marks the storage as
 // in use; a New that finds it knows the last run did not end cleanly (see markOpen).
 //
-// Who may import it: the server wiring (appliance/server or cmd), the CLI wiring (NewCommands),
-// and components that need the registry address or GC (build, gitops). It imports only
+// Who may import it: the server wiring (appliance/server or cmd), the typed client and the CLI (for
+// the API types), and components that need the registry address or GC (build, gitops). It imports only
 // appliance/api and third-party modules.
 package registry
 
