@@ -1,6 +1,8 @@
 // Package api is the local JSON API that the CLI and the console use to talk to a running
-// `gluebox server`. It owns the wire conventions (JSON bodies, errors as {"error": "..."}) and the
-// unix-socket transport; components register their own handlers on a Mux.
+// `gluebox server`. It owns the wire conventions (JSON bodies, errors as {"error": "..."}), the
+// unix-socket transport, and the Route type: every component that serves routes defines them as
+// Route variables in its own package and registers its handlers through Registrar; the typed
+// client (appliance/client) builds its request paths from the same variables.
 //
 // Anything may import it. It has no lifecycle of its own: Serve runs until its context ends.
 package api

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"os/user"
 	"sort"
@@ -13,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gluebox/gluebox/appliance/alerts"
-	"github.com/gluebox/gluebox/appliance/server"
 )
 
 // newAlertsCmd returns `gluebox alerts`: list alerts, silence them, show the rules.
@@ -25,9 +23,8 @@ func newAlertsCmd(g *globals) *cobra.Command {
 		Short: "List firing alerts (silenced ones marked)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := url.Values{"match": match}
-			var as []alerts.Alert
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/alerts?"+v.Encode(), nil, &as); err != nil {
+			as, err := g.api().Alerts(cmd.Context(), match)
+			if err != nil {
 				return err
 			}
 			sort.Slice(as, func(i, j int) bool { return as[i].StartsAt.Before(as[j].StartsAt) })
@@ -44,7 +41,7 @@ func newAlertsCmd(g *globals) *cobra.Command {
 		},
 	}
 	list.Flags().StringArrayVar(&match, "match", nil, "only alerts matching label=value (or !=, =~, !~; repeatable)")
-	var req server.SilenceRequest
+	var req alerts.SilenceRequest
 	silence := &cobra.Command{
 		Use:   "silence <matcher>...",
 		Short: "Silence the alerts matching every matcher (e.g. alertname=PodCrashLooping app=web) for --for",
@@ -54,11 +51,11 @@ func newAlertsCmd(g *globals) *cobra.Command {
 			if req.CreatedBy == "" {
 				req.CreatedBy = who()
 			}
-			var out map[string]string
-			if err := g.client().Do(cmd.Context(), "POST", "/v1/alerts/silences", req, &out); err != nil {
+			out, err := g.api().Silence(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "silence %s until %s\n", out["id"], time.Now().Add(req.Duration).Format(time.DateTime))
+			fmt.Fprintf(cmd.OutOrStdout(), "silence %s until %s\n", out.ID, time.Now().Add(req.Duration).Format(time.DateTime))
 			return nil
 		},
 	}
@@ -69,8 +66,8 @@ func newAlertsCmd(g *globals) *cobra.Command {
 		Short: "List silences",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ss []alerts.Silence
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/alerts/silences", nil, &ss); err != nil {
+			ss, err := g.api().Silences(cmd.Context())
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -90,7 +87,8 @@ func newAlertsCmd(g *globals) *cobra.Command {
 		Short: "Expire a silence now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.client().Do(cmd.Context(), "DELETE", "/v1/alerts/silences/"+url.PathEscape(args[0]), nil, nil)
+			_, err := g.api().ExpireSilence(cmd.Context(), args[0])
+			return err
 		},
 	}
 	rules := &cobra.Command{
@@ -98,8 +96,8 @@ func newAlertsCmd(g *globals) *cobra.Command {
 		Short: "List the default and platform.yaml alert rules, and the platform.yaml rules left out with why",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st server.RulesStatus
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/alerts/rules", nil, &st); err != nil {
+			st, err := g.api().AlertRules(cmd.Context())
+			if err != nil {
 				return err
 			}
 			sort.Strings(st.Default)
@@ -117,7 +115,7 @@ func newAlertsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// who names the person running the CLI, for silences.
+// who names the person running the CLI, for silences and the secret store's audit log.
 func who() string {
 	if u := os.Getenv("SUDO_USER"); u != "" {
 		return u

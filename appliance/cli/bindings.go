@@ -34,7 +34,7 @@ func newSecretBindCmds(g *globals) []*cobra.Command {
 			if err := b.Validate(); err != nil {
 				return err
 			}
-			if err := g.client().Do(cmd.Context(), "PUT", "/v1/secret-bindings", b, nil); err != nil {
+			if _, err := g.api().Bind(cmd.Context(), b); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "secret %s/%s follows %s\n", b.Namespace, b.Name, b.Path)
@@ -47,7 +47,8 @@ func newSecretBindCmds(g *globals) []*cobra.Command {
 		Short: "Stop syncing a Kubernetes Secret (the Secret itself stays)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.client().Do(cmd.Context(), "DELETE", "/v1/secret-bindings/"+args[0]+"/"+args[1], nil, nil)
+			_, err := g.api().Unbind(cmd.Context(), args[0], args[1])
+			return err
 		},
 	}
 	list := &cobra.Command{
@@ -55,8 +56,8 @@ func newSecretBindCmds(g *globals) []*cobra.Command {
 		Short: "List the Kubernetes Secrets kept in step with the store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st []kubesync.BindingStatus
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/secret-bindings", nil, &st); err != nil {
+			st, err := g.api().SecretBindings(cmd.Context())
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)

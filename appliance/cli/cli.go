@@ -25,6 +25,7 @@ import (
 
 	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/cleanup"
+	"github.com/gluebox/gluebox/appliance/client"
 	"github.com/gluebox/gluebox/appliance/config"
 	"github.com/gluebox/gluebox/appliance/hostcheck"
 	"github.com/gluebox/gluebox/appliance/paths"
@@ -47,11 +48,17 @@ func Main(args []string) int {
 // Kubectl runs the embedded kubectl with args against this host's cluster, unless KUBECONFIG or
 // --kubeconfig says otherwise.
 func Kubectl(args []string) int {
-	if os.Getenv("KUBECONFIG") == "" {
-		if l, err := paths.FromEnv(); err == nil {
-			os.Setenv("KUBECONFIG", l.KubeconfigAdmin())
-		}
+	kubeconfig := ""
+	if l, err := paths.FromEnv(); err == nil {
+		kubeconfig = l.KubeconfigAdmin()
 	}
+	return runKubectl(args, kubeconfig)
+}
+
+// runKubectl runs the embedded kubectl with args, against kubeconfig unless KUBECONFIG or
+// --kubeconfig says otherwise.
+func runKubectl(args []string, kubeconfig string) int {
+	args = kubectlArgs(args, os.Getenv("KUBECONFIG"), kubeconfig)
 	os.Args = append([]string{"kubectl"}, args...)
 	cmd := kubectlcmd.NewDefaultKubectlCommand()
 	cmd.SetArgs(args)
@@ -59,6 +66,24 @@ func Kubectl(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// kubectlArgs puts --kubeconfig=kubeconfig before args unless the caller chose a kubeconfig
+// already: in the environment (env, $KUBECONFIG) or with --kubeconfig among args. The flag,
+// rather than setting KUBECONFIG for the whole process, keeps the choice to this one command.
+func kubectlArgs(args []string, env, kubeconfig string) []string {
+	if env != "" || kubeconfig == "" {
+		return args
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--kubeconfig" || strings.HasPrefix(a, "--kubeconfig=") {
+			return args
+		}
+	}
+	return append([]string{"--kubeconfig=" + kubeconfig}, args...)
 }
 
 type globals struct {
@@ -83,12 +108,20 @@ func (g *globals) takeDataDir(args []string) []string {
 	return args
 }
 
-func (g *globals) client() *api.Client {
+// api returns the typed client of the selected instance's local API; it is called when a
+// command runs, so --data-dir is parsed first.
+func (g *globals) api() *client.Client { return client.New(g.socket()) }
+
+// client returns the untyped client, for build.go's routes only, until they are in the typed
+// client too.
+func (g *globals) client() *api.Client { return api.NewClient(g.socket()) }
+
+func (g *globals) socket() string {
 	l, err := g.layout()
 	if err != nil {
-		return api.NewClient("")
+		return ""
 	}
-	return api.NewClient(l.Socket())
+	return l.Socket()
 }
 
 // NewRoot returns the root command with every sub-command.
@@ -123,10 +156,10 @@ func NewRoot() *cobra.Command {
 		newBuildCmd(g),
 		newPreviewsCmd(g),
 		newConsoleCmd(g),
+		newRegistryCmd(g),
+		newSecretCmd(g),
+		newBackupCmd(g),
 	)
-	for _, c := range extraCommands(g) {
-		root.AddCommand(c)
-	}
 	return root
 }
 
@@ -166,14 +199,11 @@ func newKubectlCmd(g *globals) *cobra.Command {
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			args = g.takeDataDir(args)
-			if os.Getenv("KUBECONFIG") == "" {
-				l, err := g.layout()
-				if err != nil {
-					return err
-				}
-				os.Setenv("KUBECONFIG", l.KubeconfigAdmin())
+			l, err := g.layout()
+			if err != nil {
+				return err
 			}
-			if code := Kubectl(args); code != 0 {
+			if code := runKubectl(args, l.KubeconfigAdmin()); code != 0 {
 				os.Exit(code) // kubectl has printed its error
 			}
 			return nil
@@ -216,8 +246,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the health of every component of the running server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st server.Status
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/status", nil, &st); err != nil {
+			st, err := g.api().Status(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {

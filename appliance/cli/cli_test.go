@@ -200,13 +200,19 @@ func TestKubectlUsesDataDirFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Stdout = devnull
-	t.Cleanup(func() { os.Stdout = stdout; devnull.Close() })
+	args := os.Args
+	t.Cleanup(func() { os.Stdout = stdout; devnull.Close(); os.Args = args })
 	// On an unknown flag kubectl would exit the test binary, so a regression fails loudly.
 	if _, err := runCLI(t, "--data-dir", flagDir, "kubectl", "version", "--client"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := os.Getenv("KUBECONFIG"), filepath.Join(flagDir, "kubeconfig", "admin.yaml"); got != want {
-		t.Errorf("KUBECONFIG = %q, want %q", got, want)
+	// The kubeconfig reaches kubectl as its flag; the process environment stays as it was.
+	want := []string{"kubectl", "--kubeconfig=" + filepath.Join(flagDir, "kubeconfig", "admin.yaml"), "version", "--client"}
+	if diff := cmp.Diff(want, os.Args); diff != "" {
+		t.Errorf("kubectl's arguments (-want +got)\n%s", diff)
+	}
+	if got := os.Getenv("KUBECONFIG"); got != "" {
+		t.Errorf("KUBECONFIG = %q, want it left unset", got)
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gluebox/gluebox/appliance/secrets"
+	"github.com/gluebox/gluebox/appliance/client"
 	"github.com/gluebox/gluebox/appliance/server"
 )
 
@@ -17,8 +17,8 @@ func newConsoleCmd(g *globals) *cobra.Command {
 		Short: "Where the web console listens (log in with `gluebox console password`)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var info server.ConsoleInfo
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/console", nil, &info); err != nil {
+			info, err := g.api().Console(cmd.Context())
+			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -37,8 +37,8 @@ func newConsoleCmd(g *globals) *cobra.Command {
 		Short: "Print the console's login password (change it with `gluebox secret set " + server.ConsolePasswordPath + " password <new>`)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ans secrets.SecretAnswer
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/secrets/"+server.ConsolePasswordPath+"?key=password", nil, &ans); err != nil {
+			ans, err := g.api().Secret(cmd.Context(), server.ConsolePasswordPath, client.SecretOptions{Key: "password"})
+			if err != nil {
 				return err
 			}
 			v, ok := ans.Values["password"]

@@ -3,14 +3,12 @@ package cli
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/gluebox/gluebox/appliance/frontdoor"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 )
@@ -28,8 +26,8 @@ func newRepoCmd(g *globals) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.URL = args[0]
-			var st state.RepoStatus
-			if err := g.client().Do(cmd.Context(), "PUT", "/v1/repo", req, &st); err != nil {
+			st, err := g.api().SetRepo(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "following %s (branch %s) at %s\n", st.URL, orDefault(st.Branch, "default"), short(st.Commit))
@@ -43,8 +41,8 @@ func newRepoCmd(g *globals) *cobra.Command {
 		Short: "Show the repository, the commit seen and synced, and the webhook endpoint",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var v engine.RepoView
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/repo", nil, &v); err != nil {
+			v, err := g.api().Repo(cmd.Context())
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -77,7 +75,7 @@ func newRepoCmd(g *globals) *cobra.Command {
 		Short: "Check the repository and re-apply every environment now",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.client().Do(cmd.Context(), "POST", "/v1/repo/sync", nil, nil)
+			return g.api().SyncRepo(cmd.Context())
 		},
 	}
 	repo.AddCommand(set, show, sync)
@@ -91,11 +89,8 @@ func newRoutesCmd(g *globals) *cobra.Command {
 		Short: "List the host names and paths the front door serves, from apps' Ingresses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var v struct {
-				Routes []frontdoor.Route `json:"routes"`
-				CAFile string            `json:"ca_file"`
-			}
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/routes", nil, &v); err != nil {
+			v, err := g.api().Routes(cmd.Context())
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -131,8 +126,8 @@ func newAppStatusCmds(g *globals) []*cobra.Command {
 		Short: "List every environment with its commit, health and hold",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var envs []state.Env
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/apps", nil, &envs); err != nil {
+			envs, err := g.api().Apps(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -151,8 +146,8 @@ func newAppStatusCmds(g *globals) []*cobra.Command {
 		Short: "Show one environment: status, last error, drift and history",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var v engine.EnvView
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/apps/"+args[0]+"/"+args[1], nil, &v); err != nil {
+			v, err := g.api().App(cmd.Context(), args[0], args[1])
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -171,8 +166,8 @@ func newAppStatusCmds(g *globals) []*cobra.Command {
 		Short: "Re-apply an earlier revision and hold the environment there until the next change in Git or `app release`",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var e state.Env
-			if err := g.client().Do(cmd.Context(), "POST", "/v1/apps/"+args[0]+"/"+args[1]+"/rollback", engine.RollbackRequest{To: to}, &e); err != nil {
+			e, err := g.api().Rollback(cmd.Context(), args[0], args[1], engine.RollbackRequest{To: to})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s/%s now runs commit %s as revision %d, held (gluebox app release %s %s to follow Git again)\n",
@@ -186,7 +181,7 @@ func newAppStatusCmds(g *globals) []*cobra.Command {
 		Short: "Lift a rollback hold: the environment follows Git again at once",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().Do(cmd.Context(), "POST", "/v1/apps/"+args[0]+"/"+args[1]+"/release", nil, nil); err != nil {
+			if _, err := g.api().Release(cmd.Context(), args[0], args[1]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s/%s released; syncing with Git\n", args[0], args[1])
@@ -201,13 +196,13 @@ func newAppStatusCmds(g *globals) []*cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n := rev
 			if n == 0 {
-				var v engine.EnvView
-				if err := g.client().Do(cmd.Context(), "GET", "/v1/apps/"+args[0]+"/"+args[1], nil, &v); err != nil {
+				v, err := g.api().App(cmd.Context(), args[0], args[1])
+				if err != nil {
 					return err
 				}
 				n = v.Revision
 			}
-			return g.client().Stream(cmd.Context(), "GET", "/v1/apps/"+args[0]+"/"+args[1]+"/revisions/"+strconv.Itoa(n)+"/manifest", nil, cmd.OutOrStdout())
+			return g.api().Manifest(cmd.Context(), args[0], args[1], n, cmd.OutOrStdout())
 		},
 	}
 	manifest.Flags().IntVar(&rev, "revision", 0, "revision number (see `app show`)")

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gluebox/gluebox/appliance/ociimage"
-	"github.com/gluebox/gluebox/appliance/server"
 )
 
 // newImageCmd returns `gluebox image import`: put an image tarball into the built-in registry,
@@ -23,8 +22,8 @@ func newImageCmd(g *globals) *cobra.Command {
 			"registry.gluebox.local/<repo>/<name>:<tag>, and builds resolve FROM <repo>/<name>:<tag> through it.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var st server.Status
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/status", nil, &st); err != nil {
+			st, err := g.api().Status(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if st.Registry == nil || !st.Registry.Ready {

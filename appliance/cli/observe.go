@@ -1,20 +1,16 @@
 package cli
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gluebox/gluebox/appliance/logs"
 	"github.com/gluebox/gluebox/appliance/metrics"
-	"github.com/gluebox/gluebox/appliance/server"
 )
 
 // newMetricsCmd returns `gluebox metrics`: PromQL/MetricsQL over the bundled VictoriaMetrics.
@@ -27,12 +23,8 @@ func newMetricsCmd(g *globals) *cobra.Command {
 		Short: "Evaluate an expression now (or at --time) and print one line per series",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v := url.Values{"query": {args[0]}}
-			if at != "" {
-				v.Set("time", at)
-			}
-			var res metrics.Result
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/metrics/query?"+v.Encode(), nil, &res); err != nil {
+			res, err := g.api().MetricsQuery(cmd.Context(), metrics.QueryRequest{Query: args[0], Time: at})
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -51,10 +43,9 @@ func newMetricsCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			end := time.Now()
-			v := url.Values{"query": {args[0]}, "start": {strconv.FormatInt(end.Add(-since).Unix(), 10)},
-				"end": {strconv.FormatInt(end.Unix(), 10)}, "step": {step.String()}}
-			var res metrics.Result
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/metrics/query_range?"+v.Encode(), nil, &res); err != nil {
+			req := metrics.RangeRequest{Query: args[0], Start: end.Add(-since), End: end, Step: step}
+			res, err := g.api().MetricsQueryRange(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -116,41 +107,20 @@ func newLogsCmd(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v := url.Values{}
+			req := logs.Request{Grep: grep, Query: query, Since: since}
 			if len(args) == 2 {
-				v.Set("app", args[0])
-				v.Set("env", args[1])
-			}
-			if grep != "" {
-				v.Set("grep", grep)
-			}
-			if query != "" {
-				v.Set("query", query)
-			}
-			if since > 0 {
-				v.Set("since", since.String())
+				req.App, req.Env = args[0], args[1]
 			}
 			out := cmd.OutOrStdout()
 			if follow {
-				pr, pw := io.Pipe()
-				go func() {
-					pw.CloseWithError(g.client().Stream(cmd.Context(), "GET", "/v1/logs/tail?"+v.Encode(), nil, pw))
-				}()
-				sc := bufio.NewScanner(pr)
-				sc.Buffer(make([]byte, 1<<20), 1<<20)
-				for sc.Scan() {
-					var l server.LogLine
-					if json.Unmarshal(sc.Bytes(), &l) == nil {
-						printLogLine(out, l, len(args) == 0)
-					}
-				}
-				return sc.Err()
+				return g.api().TailLogs(cmd.Context(), req, func(l logs.LogLine) error {
+					printLogLine(out, l, len(args) == 0)
+					return nil
+				})
 			}
-			if limit > 0 {
-				v.Set("limit", strconv.Itoa(limit))
-			}
-			var lines []server.LogLine
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/logs?"+v.Encode(), nil, &lines); err != nil {
+			req.Limit = limit
+			lines, err := g.api().Logs(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
 			for _, l := range lines {
@@ -168,7 +138,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printLogLine(w io.Writer, l server.LogLine, withNamespace bool) {
+func printLogLine(w io.Writer, l logs.LogLine, withNamespace bool) {
 	src := l.Pod + "/" + l.Container
 	if withNamespace {
 		src = l.Namespace + "/" + src

@@ -1,8 +1,8 @@
 // Package registry owns gluebox's built-in OCI registry: distribution/distribution v3 running
 // in-process on the filesystem under <data-dir>/registry, wrapped with what gluebox adds around it —
 // authentication off loopback, request logs and Prometheus metrics, the OCI 1.1 referrers API and
-// a few conformance fixes, garbage collection with a retention policy, and the local JSON API and
-// CLI commands (`gluebox registry list|gc`).
+// a few conformance fixes, garbage collection with a retention policy, and its routes of the local
+// JSON API (http.go; the `gluebox registry` commands live in appliance/cli).
 //
 // Lifecycle: New builds the component (storage is opened, nothing listens yet); Run listens,
 // closes Ready once the socket is bound, runs the GC schedule, and returns nil when its context
@@ -10,8 +10,8 @@
 // time, also while Run serves. From New to Close the file <Dir>/gluebox/open marks the storage as
 // in use; a New that finds it knows the last run did not end cleanly (see markOpen).
 //
-// Who may import it: the server wiring (appliance/server or cmd), the CLI wiring (NewCommands),
-// and components that need the registry address or GC (build, gitops). It imports only
+// Who may import it: the server wiring (appliance/server or cmd), the typed client and the CLI (for
+// the API types), and components that need the registry address or GC (build, gitops). It imports only
 // appliance/api and third-party modules.
 package registry
 

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -837,7 +838,9 @@ func TestGCSparesYoungBlobs(t *testing.T) {
 	}
 }
 
-func TestLocalAPIAndCLI(t *testing.T) {
+// TestLocalAPI calls the registry's routes over a unix socket as the CLI does (the commands
+// themselves are tested in appliance/cli).
+func TestLocalAPI(t *testing.T) {
 	tr := newTestRegistry(t, Config{GCGrace: -1})
 	if err := remote.Write(tr.ref(t, "cli/app:v1"), ociImage(t, 4<<10, 2)); err != nil {
 		t.Fatal(err)
@@ -852,30 +855,25 @@ func TestLocalAPIAndCLI(t *testing.T) {
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
+	c := api.NewClient(sock)
+	ctx := context.Background()
 
-	run := func(args ...string) string {
-		t.Helper()
-		cmds := NewCommands(func() *api.Client { return api.NewClient(sock) })
-		root := cmds[0]
-		var out bytes.Buffer
-		root.SetOut(&out)
-		root.SetErr(&out)
-		root.SetArgs(args)
-		if err := root.ExecuteContext(context.Background()); err != nil {
-			t.Fatalf("registry %v: %v\n%s", args, err, out.String())
-		}
-		return out.String()
-	}
-	out := run("list")
-	if !strings.Contains(out, "cli/app") || !strings.Contains(out, "v1") || !strings.Contains(out, "sha256:") {
-		t.Fatalf("list output:\n%s", out)
-	}
 	var repos []RepoInfo
-	if err := json.Unmarshal([]byte(run("list", "--json")), &repos); err != nil || len(repos) != 1 || repos[0].Tags[0].Size == 0 {
-		t.Fatalf("list --json: %+v %v", repos, err)
+	if err := c.Do(ctx, RouteRepositories.Method, RouteRepositories.Path(), nil, &repos); err != nil || len(repos) != 1 || repos[0].Name != "cli/app" || repos[0].Tags[0].Name != "v1" || repos[0].Tags[0].Size == 0 {
+		t.Fatalf("repositories: %+v %v", repos, err)
 	}
-	if out := run("gc", "--dry-run"); !strings.Contains(out, "would delete 0 manifests") {
-		t.Fatalf("gc output: %s", out)
+	var rep Report
+	if err := c.Do(ctx, RouteGC.Method, RouteGC.Path(), GCOptions{DryRun: true}, &rep); err != nil || !rep.DryRun || rep.ManifestsDeleted != 0 {
+		t.Fatalf("gc --dry-run: %+v %v", rep, err)
+	}
+	err = c.Do(ctx, RouteGC.Method, RouteGC.Path(), GCOptions{Keep: []digest.Digest{"nonsense"}}, nil)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, `cannot keep "nonsense"`) {
+		t.Fatalf("gc with a bad digest: %v", err)
+	}
+	var metrics bytes.Buffer
+	if err := c.Stream(ctx, RouteMetrics.Method, RouteMetrics.Path(), nil, &metrics); err != nil || !strings.Contains(metrics.String(), "# TYPE") {
+		t.Fatalf("metrics: %v\n%.300s", err, metrics.String())
 	}
 }
 

@@ -5,13 +5,14 @@
 // unrecoverable: the values cannot be decrypted without it, so operators must keep a copy of it
 // away from the host (backups are sealed to the same identity).
 //
-// The package also owns the store's snapshot backups (under paths.Layout.BackupsDir()), its part of
-// the local JSON API (/v1/secrets..., /v1/backups...) and the `gluebox secret` / `gluebox backup`
-// commands. Sub-package kubesync copies store paths into Kubernetes Secrets.
+// The package also owns the store's snapshot backups (under paths.Layout.BackupsDir()) and its
+// routes of the local JSON API (http.go; the `gluebox secret` / `gluebox backup` commands that call
+// them live in appliance/cli). Sub-package kubesync copies store paths into Kubernetes Secrets.
 //
 // Lifecycle: New validates the Config and opens the store (a locked, corrupt or foreign store is a
 // clear error there); Run serves the backup schedule until its context ends and returns nil on
 // cancel; Ready is closed once Run has loaded the backup state; Close closes the store and may be
 // called more than once. Only the server wiring (cmd/gluebox, appliance supervisor) and kubesync
-// should import this package; everything else talks to the store through the API.
+// should import this package for the store itself; everything else talks to the store through the
+// API, importing it for the API's types only (appliance/client, appliance/cli).
 package secrets

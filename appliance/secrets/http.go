@@ -16,7 +16,7 @@ import (
 // Request and answer bodies of the API. Values travel as strings; a value that is not UTF-8
 // travels base64-encoded in the *Base64 map instead.
 type (
-	// SetRequest is the body of PUT /v1/secrets/{path}.
+	// SetRequest is the body of RouteSet.
 	SetRequest struct {
 		Values       map[string]string `json:"values,omitempty"`
 		ValuesBase64 map[string]string `json:"values_base64,omitempty"`
@@ -27,18 +27,18 @@ type (
 		Path    string `json:"path"`
 		Version uint64 `json:"version"`
 	}
-	// SecretAnswer is the body of GET /v1/secrets/{path}.
+	// SecretAnswer is the body of RouteGet.
 	SecretAnswer struct {
 		Secret
 		Values       map[string]string `json:"values"`
 		ValuesBase64 map[string]string `json:"values_base64,omitempty"`
 	}
-	// RollbackRequest is the body of POST /v1/secrets-rollback/{path}.
+	// RollbackRequest is the body of RouteRollback.
 	RollbackRequest struct {
 		Version uint64 `json:"version"`
 		By      string `json:"by,omitempty"`
 	}
-	// ImportRequest is the body of POST /v1/secrets-import.
+	// ImportRequest is the body of RouteImport.
 	ImportRequest struct {
 		Path    string `json:"path"`
 		Format  string `json:"format,omitempty"` // "env", "json" or "" to guess
@@ -56,7 +56,7 @@ type (
 	ByRequest struct {
 		By string `json:"by,omitempty"`
 	}
-	// RotateAnswer is the answer of POST /v1/secrets-rotate-key.
+	// RotateAnswer is the answer of RouteRotateKey.
 	RotateAnswer struct {
 		Recipient string `json:"recipient"`
 	}
@@ -69,32 +69,51 @@ type (
 
 const maxBody = 80 << 20
 
-// Register adds the secret store's routes to mux:
-//
-//	GET    /v1/secrets?prefix=P            list paths
-//	GET    /v1/secrets/{path}?version=N    values of a path
-//	PUT    /v1/secrets/{path}              set keys (SetRequest)
-//	DELETE /v1/secrets/{path}?key=K&by=U   delete keys, or the whole path without key
-//	GET    /v1/secrets-history/{path}      kept versions
-//	POST   /v1/secrets-rollback/{path}     RollbackRequest
-//	POST   /v1/secrets-import              ImportRequest
-//	POST   /v1/secrets-rotate-key          ByRequest
-//	GET    /v1/secrets-audit?limit=N       audit log, newest first
-//	GET    /v1/secrets-status              Status
-//	GET    /v1/backups                     list backups
-//	POST   /v1/backups                     take a backup now
-//	POST   /v1/backups/verify              BackupFileRequest
-//	POST   /v1/backups/restore             BackupFileRequest
+var _ api.Registrar = (*Service)(nil)
+
+// Routes of the secret store's local API.
+var (
+	// RouteList: list paths (?prefix=P) → []PathInfo.
+	RouteList = api.Route{Method: http.MethodGet, Pattern: "/v1/secrets"}
+	// RouteGet: values of a path (?version=N&key=K) → SecretAnswer.
+	RouteGet = api.Route{Method: http.MethodGet, Pattern: "/v1/secrets/{path...}"}
+	// RouteSet: set keys: SetRequest → VersionAnswer.
+	RouteSet = api.Route{Method: http.MethodPut, Pattern: "/v1/secrets/{path...}"}
+	// RouteDelete: delete keys (?key=K&by=U), or the whole path without key → VersionAnswer.
+	RouteDelete = api.Route{Method: http.MethodDelete, Pattern: "/v1/secrets/{path...}"}
+	// RouteHistory: kept versions → []VersionInfo.
+	RouteHistory = api.Route{Method: http.MethodGet, Pattern: "/v1/secrets-history/{path...}"}
+	// RouteRollback: RollbackRequest → VersionAnswer.
+	RouteRollback = api.Route{Method: http.MethodPost, Pattern: "/v1/secrets-rollback/{path...}"}
+	// RouteImport: ImportRequest → ImportAnswer.
+	RouteImport = api.Route{Method: http.MethodPost, Pattern: "/v1/secrets-import"}
+	// RouteRotateKey: ByRequest → RotateAnswer.
+	RouteRotateKey = api.Route{Method: http.MethodPost, Pattern: "/v1/secrets-rotate-key"}
+	// RouteAudit: audit log, newest first (?limit=N) → []AuditEntry.
+	RouteAudit = api.Route{Method: http.MethodGet, Pattern: "/v1/secrets-audit"}
+	// RouteStatus: Status.
+	RouteStatus = api.Route{Method: http.MethodGet, Pattern: "/v1/secrets-status"}
+	// RouteBackups: list backups → []Manifest.
+	RouteBackups = api.Route{Method: http.MethodGet, Pattern: "/v1/backups"}
+	// RouteBackupCreate: take a backup now → Manifest.
+	RouteBackupCreate = api.Route{Method: http.MethodPost, Pattern: "/v1/backups"}
+	// RouteBackupVerify: BackupFileRequest → VerifyReport.
+	RouteBackupVerify = api.Route{Method: http.MethodPost, Pattern: "/v1/backups/verify"}
+	// RouteBackupRestore: BackupFileRequest → RestoreReport.
+	RouteBackupRestore = api.Route{Method: http.MethodPost, Pattern: "/v1/backups/restore"}
+)
+
+// Register adds the secret store's routes to mux.
 func (s *Service) Register(mux *http.ServeMux) {
 	st := s.store
-	mux.HandleFunc("GET /v1/secrets", handle(func(r *http.Request) (any, error) {
+	RouteList.Register(mux, handle(func(r *http.Request) (any, error) {
 		list, err := st.List(r.Context(), r.URL.Query().Get("prefix"))
 		if list == nil {
 			list = []PathInfo{}
 		}
 		return list, err
 	}))
-	mux.HandleFunc("GET /v1/secrets/{path...}", handle(func(r *http.Request) (any, error) {
+	RouteGet.Register(mux, handle(func(r *http.Request) (any, error) {
 		var version uint64
 		if v := r.URL.Query().Get("version"); v != "" {
 			n, err := strconv.ParseUint(v, 10, 64)
@@ -127,7 +146,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 		}
 		return ans, nil
 	}))
-	mux.HandleFunc("PUT /v1/secrets/{path...}", handle(func(r *http.Request) (any, error) {
+	RouteSet.Register(mux, handle(func(r *http.Request) (any, error) {
 		var req SetRequest
 		if err := api.DecodeJSON(r, maxBody, &req); err != nil {
 			return nil, err
@@ -147,7 +166,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 		v, err := st.Set(r.Context(), path, values, by(req.By))
 		return VersionAnswer{Path: path, Version: v}, err
 	}))
-	mux.HandleFunc("DELETE /v1/secrets/{path...}", handle(func(r *http.Request) (any, error) {
+	RouteDelete.Register(mux, handle(func(r *http.Request) (any, error) {
 		path, q := r.PathValue("path"), r.URL.Query()
 		if keys := q["key"]; len(keys) > 0 {
 			v, err := st.DeleteKeys(r.Context(), path, keys, by(q.Get("by")))
@@ -155,10 +174,10 @@ func (s *Service) Register(mux *http.ServeMux) {
 		}
 		return VersionAnswer{Path: path}, st.DeletePath(r.Context(), path, by(q.Get("by")))
 	}))
-	mux.HandleFunc("GET /v1/secrets-history/{path...}", handle(func(r *http.Request) (any, error) {
+	RouteHistory.Register(mux, handle(func(r *http.Request) (any, error) {
 		return st.History(r.Context(), r.PathValue("path"))
 	}))
-	mux.HandleFunc("POST /v1/secrets-rollback/{path...}", handle(func(r *http.Request) (any, error) {
+	RouteRollback.Register(mux, handle(func(r *http.Request) (any, error) {
 		var req RollbackRequest
 		if err := api.DecodeJSON(r, 1<<20, &req); err != nil {
 			return nil, err
@@ -170,7 +189,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 		v, err := st.Rollback(r.Context(), path, req.Version, by(req.By))
 		return VersionAnswer{Path: path, Version: v}, err
 	}))
-	mux.HandleFunc("POST /v1/secrets-import", handle(func(r *http.Request) (any, error) {
+	RouteImport.Register(mux, handle(func(r *http.Request) (any, error) {
 		var req ImportRequest
 		if err := api.DecodeJSON(r, maxBody, &req); err != nil {
 			return nil, err
@@ -189,7 +208,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 		v, err := st.Import(r.Context(), req.Path, values, req.Replace, by(req.By))
 		return ImportAnswer{VersionAnswer: VersionAnswer{Path: req.Path, Version: v}, Keys: slices.Sorted(maps.Keys(values))}, err
 	}))
-	mux.HandleFunc("POST /v1/secrets-rotate-key", handle(func(r *http.Request) (any, error) {
+	RouteRotateKey.Register(mux, handle(func(r *http.Request) (any, error) {
 		var req ByRequest
 		if err := api.DecodeJSON(r, 1<<20, &req); err != nil {
 			return nil, err
@@ -197,7 +216,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 		rc, err := st.RotateKey(r.Context(), by(req.By))
 		return RotateAnswer{Recipient: rc}, err
 	}))
-	mux.HandleFunc("GET /v1/secrets-audit", handle(func(r *http.Request) (any, error) {
+	RouteAudit.Register(mux, handle(func(r *http.Request) (any, error) {
 		limit := 0
 		if v := r.URL.Query().Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
@@ -208,27 +227,27 @@ func (s *Service) Register(mux *http.ServeMux) {
 		}
 		return st.Audit(r.Context(), limit)
 	}))
-	mux.HandleFunc("GET /v1/secrets-status", handle(func(r *http.Request) (any, error) {
+	RouteStatus.Register(mux, handle(func(r *http.Request) (any, error) {
 		return s.Status(), nil
 	}))
-	mux.HandleFunc("GET /v1/backups", handle(func(r *http.Request) (any, error) {
+	RouteBackups.Register(mux, handle(func(r *http.Request) (any, error) {
 		list, err := s.Backups()
 		if list == nil {
 			list = []Manifest{}
 		}
 		return list, err
 	}))
-	mux.HandleFunc("POST /v1/backups", handle(func(r *http.Request) (any, error) {
+	RouteBackupCreate.Register(mux, handle(func(r *http.Request) (any, error) {
 		return s.BackupNow(r.Context())
 	}))
-	mux.HandleFunc("POST /v1/backups/verify", handle(func(r *http.Request) (any, error) {
+	RouteBackupVerify.Register(mux, handle(func(r *http.Request) (any, error) {
 		var req BackupFileRequest
 		if err := api.DecodeJSON(r, 1<<20, &req); err != nil {
 			return nil, err
 		}
 		return s.Verify(r.Context(), req.File)
 	}))
-	mux.HandleFunc("POST /v1/backups/restore", handle(func(r *http.Request) (any, error) {
+	RouteBackupRestore.Register(mux, handle(func(r *http.Request) (any, error) {
 		var req BackupFileRequest
 		if err := api.DecodeJSON(r, 1<<20, &req); err != nil {
 			return nil, err

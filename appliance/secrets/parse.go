@@ -9,15 +9,15 @@ import (
 	"unicode/utf8"
 )
 
-// maxImportSize bounds an import file; 64 values of 1 MiB is already more than an app needs.
-const maxImportSize = 64 << 20
+// MaxImportSize bounds an import file; 64 values of 1 MiB is already more than an app needs.
+const MaxImportSize = 64 << 20
 
 // ParseImport reads key/value pairs from a .env file (format "env") or a JSON object (format
 // "json"); format "" guesses from the first non-space byte. Errors name the line (env) or key
 // (JSON) and what to change. name is used in messages only.
 func ParseImport(name, format string, data []byte) (map[string][]byte, error) {
-	if len(data) > maxImportSize {
-		return nil, inputErrorf("%s is %d bytes, the import limit is %d", name, len(data), maxImportSize)
+	if len(data) > MaxImportSize {
+		return nil, inputErrorf("%s is %d bytes, the import limit is %d", name, len(data), MaxImportSize)
 	}
 	if format == "" {
 		format = "env"

@@ -1,7 +1,6 @@
 package secrets
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/spf13/cobra"
 
 	"github.com/gluebox/gluebox/appliance/api"
 )
@@ -142,114 +140,6 @@ func TestBackupCopyTargetAndError(t *testing.T) {
 	}
 	if st := s.Status(); st.LastBackupError == "" || st.NewestVerified.IsZero() {
 		t.Errorf("status after failure = %+v", st)
-	}
-}
-
-// serveTestAPI serves s's routes on a unix socket and returns a client for it.
-func serveTestAPI(t *testing.T, s *Service) *api.Client {
-	t.Helper()
-	mux := http.NewServeMux()
-	s.Register(mux)
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- api.Serve(ctx, sock, mux) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if i > 500 {
-			t.Fatal("API socket did not appear")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return api.NewClient(sock)
-}
-
-// runCLI runs one `secret`/`backup` command line against client with stdin.
-func runCLI(t *testing.T, client *api.Client, stdin string, args ...string) (string, error) {
-	t.Helper()
-	root := &cobra.Command{Use: "gluebox", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(NewCommands(func() *api.Client { return client })...)
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetIn(strings.NewReader(stdin))
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
-}
-
-func TestCLIThroughAPI(t *testing.T) {
-	s := newTestService(t, nil)
-	c := serveTestAPI(t, s)
-	envFile := filepath.Join(t.TempDir(), "app.env")
-	os.WriteFile(envFile, []byte("A=1\nB=\"two\"\n"), 0o600)
-
-	steps := []struct {
-		stdin   string
-		args    []string
-		want    string // substring of the output, or of the error when wantErr
-		wantErr bool
-	}{
-		{"s3cret-from-stdin\n", []string{"secret", "set", "secret/app", "DB_PASSWORD", "-"}, "secret/app DB_PASSWORD set (version 1)", false},
-		{"", []string{"secret", "set", "secret/app", "USER", "admin"}, "version 2", false},
-		{"", []string{"secret", "get", "secret/app", "DB_PASSWORD"}, "s3cret-from-stdin\n", false},
-		{"", []string{"secret", "get", "secret/app"}, `USER="admin"`, false},
-		{"", []string{"secret", "get", "secret/app", "--version", "1"}, `DB_PASSWORD="s3cret-from-stdin"`, false},
-		{"", []string{"secret", "list"}, "DB_PASSWORD,USER", false},
-		{"", []string{"secret", "history", "secret/app"}, "USER", false},
-		{"", []string{"secret", "rollback", "secret/app", "1"}, "now version 3", false},
-		{"", []string{"secret", "import", "secret/app", envFile}, "imported 2 keys into secret/app (version 4): A, B", false},
-		{"", []string{"secret", "delete", "secret/app", "A"}, "deleted A from secret/app (version 5)", false},
-		{"", []string{"secret", "audit"}, "delete-keys", false},
-		{"", []string{"secret", "rotate-key"}, "pass --yes", true},
-		{"", []string{"secret", "rotate-key", "--yes"}, "rotated: values are now sealed to age1", false},
-		{"", []string{"secret", "get", "secret/app", "B"}, "two\n", false},
-		{"", []string{"backup", "create"}, "written and verified", false},
-		{"", []string{"backup", "list"}, "secrets-", false},
-		{"", []string{"secret", "set", "secret/bad path", "K", "v"}, "has the character ' '", true},
-		{"", []string{"secret", "get", "secret/missing"}, "secret path secret/missing: not found", true},
-		{"", []string{"secret", "rollback", "secret/app", "x"}, "is not a positive number", true},
-		{"", []string{"backup", "verify", "nope.snap.age"}, "not found", true},
-		{"", []string{"backup", "restore", "x"}, "pass --yes", true},
-		{"", []string{"secret", "delete", "secret/app"}, "deleted secret/app", false},
-	}
-	for _, st := range steps {
-		out, err := runCLI(t, c, st.stdin, st.args...)
-		got := out
-		if st.wantErr {
-			if err == nil {
-				t.Errorf("%v: no error; output %q", st.args, out)
-				continue
-			}
-			got = err.Error()
-		} else if err != nil {
-			t.Errorf("%v: %v", st.args, err)
-			continue
-		}
-		if !strings.Contains(got, st.want) {
-			t.Errorf("%v: got %q, want it to contain %q", st.args, got, st.want)
-		}
-	}
-
-	// Restore through the CLI brings back the deleted path.
-	list, _ := s.Backups()
-	if len(list) == 0 {
-		t.Fatal("no backups")
-	}
-	out, err := runCLI(t, c, "", "backup", "verify", list[0].File)
-	if err != nil || !strings.Contains(out, "is good") {
-		t.Fatalf("verify: %v %q", err, out)
-	}
-	out, err = runCLI(t, c, "", "backup", "restore", "--yes", filepath.Join(s.cfg.BackupDir, list[0].File))
-	if err != nil || !strings.Contains(out, "the replaced store is at") {
-		t.Fatalf("restore: %v %q", err, out)
-	}
-	out, err = runCLI(t, c, "", "secret", "get", "secret/app", "B")
-	if err != nil || out != "two\n" {
-		t.Fatalf("after restore: %v %q", err, out)
 	}
 }
 

@@ -3,13 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
-	"sync"
-	"time"
 
 	"github.com/gluebox/gluebox/appliance/alerts"
-	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/bundle"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
@@ -22,9 +18,8 @@ type alerting struct {
 	am     *alerts.Alertmanager
 	vma    *alerts.VMAlert
 	notify alerts.Notify
-
-	mu      sync.Mutex
-	dropped []string // errors of the user rules left out, for the API
+	// svc serves the alerting routes and keeps what became of platform.yaml's rules.
+	svc *alerts.Service
 }
 
 // notifyConfig builds Alertmanager's routing from the config; the SMTP password is read from
@@ -68,6 +63,7 @@ func (s *Server) newAlerting(bdl bundle.Dir, o *observe, p *platform) (*alerting
 	if err != nil {
 		return nil, nil, err
 	}
+	a.svc = alerts.NewService(a.am.Client(), a.vma, a.notify.ReceiverNames(), s.log)
 	s.mu.Lock()
 	s.children = append(s.children, a.am, a.vma)
 	s.mu.Unlock()
@@ -95,133 +91,4 @@ func (s *Server) newAlerting(bdl bundle.Dir, o *observe, p *platform) (*alerting
 		return nil
 	}}
 	return a, []supervise.Component{a.am, a.vma, secretsStep}, nil
-}
-
-// setUserRules replaces the user rules with platform.yaml's (raw nil: none). Rules that fail
-// their checks are left out and reported; the others run.
-func (a *alerting) setUserRules(ctx context.Context, raw []byte) {
-	var msgs []string
-	var rules []alerts.UserRule
-	if raw != nil {
-		var err error
-		rules, err = alerts.ParseUserRules(raw)
-		if err != nil {
-			msgs = append(msgs, err.Error())
-		}
-		var valid []alerts.UserRule
-		valid, err = alerts.ValidateUserRules(rules, a.notify.ReceiverNames())
-		if err != nil {
-			msgs = append(msgs, err.Error())
-		}
-		rules = valid
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	dropped, err := a.vma.SetUserRules(ctx, rules)
-	for _, d := range dropped {
-		msgs = append(msgs, d.Error())
-	}
-	if err != nil {
-		msgs = append(msgs, err.Error())
-	}
-	a.mu.Lock()
-	a.dropped = msgs
-	a.mu.Unlock()
-	if len(msgs) > 0 {
-		a.s.log.Warn("some platform.yaml alert rules were left out", "errors", msgs)
-	}
-}
-
-// register adds /v1/alerts routes.
-func (a *alerting) register(mux *http.ServeMux) {
-	client := a.am.Client()
-	mux.HandleFunc("GET /v1/alerts", func(w http.ResponseWriter, r *http.Request) {
-		var ms []alerts.Matcher
-		for _, s := range r.URL.Query()["match"] {
-			m, err := alerts.ParseMatcher(s)
-			if err != nil {
-				api.WriteError(w, api.Errorf(http.StatusBadRequest, "%v", err))
-				return
-			}
-			ms = append(ms, m)
-		}
-		list, err := client.Alerts(r.Context(), ms...)
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, list)
-	})
-	mux.HandleFunc("GET /v1/alerts/silences", func(w http.ResponseWriter, r *http.Request) {
-		list, err := client.Silences(r.Context())
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, list)
-	})
-	mux.HandleFunc("POST /v1/alerts/silences", func(w http.ResponseWriter, r *http.Request) {
-		var req SilenceRequest
-		if err := api.DecodeJSON(r, 1<<16, &req); err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		ns := alerts.NewSilence{Duration: req.Duration, CreatedBy: req.CreatedBy, Comment: req.Comment}
-		for _, s := range req.Matchers {
-			m, err := alerts.ParseMatcher(s)
-			if err != nil {
-				api.WriteError(w, api.Errorf(http.StatusBadRequest, "%v", err))
-				return
-			}
-			ns.Matchers = append(ns.Matchers, m)
-		}
-		if len(ns.Matchers) == 0 || ns.Duration <= 0 {
-			api.WriteError(w, api.Errorf(http.StatusBadRequest, "a silence needs at least one matcher (alertname=X) and a positive duration"))
-			return
-		}
-		id, err := client.Silence(r.Context(), ns)
-		if err != nil {
-			api.WriteError(w, api.Errorf(http.StatusBadRequest, "%v", err))
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, map[string]string{"id": id})
-	})
-	mux.HandleFunc("DELETE /v1/alerts/silences/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if err := client.ExpireSilence(r.Context(), r.PathValue("id")); err != nil {
-			api.WriteError(w, api.Errorf(http.StatusNotFound, "%v", err))
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, map[string]string{"expired": r.PathValue("id")})
-	})
-	mux.HandleFunc("GET /v1/alerts/rules", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		dropped := append([]string{}, a.dropped...)
-		a.mu.Unlock()
-		var names []string
-		for _, u := range a.vma.UserRules() {
-			names = append(names, u.Name)
-		}
-		def, _ := alerts.DefaultRuleNames()
-		var defaults []string
-		for n := range def {
-			defaults = append(defaults, n)
-		}
-		api.WriteJSON(w, http.StatusOK, RulesStatus{Default: defaults, User: names, Dropped: dropped, Receivers: a.notify.ReceiverNames()})
-	})
-}
-
-// SilenceRequest is the body of POST /v1/alerts/silences.
-type SilenceRequest struct {
-	Matchers  []string      `json:"matchers"`
-	Duration  time.Duration `json:"duration"`
-	CreatedBy string        `json:"created_by"`
-	Comment   string        `json:"comment"`
-}
-
-// RulesStatus is GET /v1/alerts/rules.
-type RulesStatus struct {
-	Default   []string `json:"default"`
-	User      []string `json:"user"`
-	Dropped   []string `json:"dropped,omitempty"`
-	Receivers []string `json:"receivers"`
 }

@@ -4,23 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net/http"
 	"path/filepath"
 
-	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/console"
 )
 
 // ConsolePasswordPath is the secret-store path of the console's login password (key
 // "password"), created on first start; `gluebox secret set` changes it.
 const ConsolePasswordPath = "secret/gluebox/console"
-
-// ConsoleInfo is what GET /v1/console answers.
-type ConsoleInfo struct {
-	URL    string   `json:"url"`
-	CAFile string   `json:"caFile"`
-	Tools  []string `json:"tools"`
-}
 
 // newConsole builds the web console on --console-addr: the login, and VictoriaMetrics' query
 // UI behind it when observability runs.
@@ -63,15 +54,4 @@ func ensureConsolePassword(ctx context.Context, p *platform) error {
 	}
 	_, err := store.Set(ctx, ConsolePasswordPath, map[string][]byte{"password": []byte(hex.EncodeToString(b))}, "gluebox")
 	return err
-}
-
-func (p *platform) registerConsole(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/console", func(w http.ResponseWriter, r *http.Request) {
-		c := p.console
-		info := ConsoleInfo{URL: "https://" + c.Addr() + "/", CAFile: c.CAFile(), Tools: []string{}}
-		for _, t := range c.Tools() {
-			info.Tools = append(info.Tools, t.Prefix)
-		}
-		api.WriteJSON(w, http.StatusOK, info)
-	})
 }

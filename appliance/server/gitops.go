@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sort"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -13,7 +12,6 @@ import (
 	"github.com/gluebox/gluebox/appliance/gitops/apply"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
-	"github.com/gluebox/gluebox/appliance/secrets/kubesync"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
@@ -35,10 +33,10 @@ func (s *Server) newGitOps(restCfg *rest.Config, p *platform) (*engine.Engine, s
 	}, engine.Deps{
 		Applier:     ap,
 		Secrets:     p.sec.Store(),
-		SetBindings: p.setGitOpsBindings,
+		SetBindings: p.bindings.SetGitOps,
 		OnPlatform: func(ctx context.Context, raw []byte) {
 			if p.alerting != nil {
-				p.alerting.setUserRules(ctx, raw)
+				p.alerting.svc.SetUserRules(ctx, raw)
 			}
 			if p.builds != nil {
 				p.builds.follower.SetPlatform(raw)
@@ -78,56 +76,4 @@ func (s *Server) newFrontDoor(cs kubernetes.Interface, eng *engine.Engine, p *pl
 	}
 	p.frontdoor = fd
 	return fd, nil
-}
-
-// setGitOpsBindings replaces the bindings the engine declared for one namespace and hands the
-// syncer the union with the ones declared by hand (`gluebox secret bind`); for the same
-// namespace/name the engine's wins.
-func (p *platform) setGitOpsBindings(ctx context.Context, namespace string, bs []kubesync.Binding) error {
-	p.gitopsMu.Lock()
-	if p.gitopsBindings == nil {
-		p.gitopsBindings = map[string][]kubesync.Binding{}
-	}
-	if len(bs) == 0 {
-		delete(p.gitopsBindings, namespace)
-	} else {
-		p.gitopsBindings[namespace] = bs
-	}
-	p.gitopsMu.Unlock()
-	user, err := p.bindings.load()
-	if err != nil {
-		return err
-	}
-	if err := p.syncer.SetBindings(p.withGitOps(user)); err != nil {
-		return err
-	}
-	var paths []string
-	for _, b := range bs {
-		paths = append(paths, b.Path)
-	}
-	if len(paths) == 0 {
-		return nil
-	}
-	return p.syncer.Sync(ctx, paths)
-}
-
-// withGitOps returns user's bindings plus the engine's.
-func (p *platform) withGitOps(user []kubesync.Binding) []kubesync.Binding {
-	p.gitopsMu.Lock()
-	defer p.gitopsMu.Unlock()
-	byID := map[string]kubesync.Binding{}
-	for _, b := range user {
-		byID[b.Namespace+"/"+b.Name] = b
-	}
-	for _, bs := range p.gitopsBindings {
-		for _, b := range bs {
-			byID[b.Namespace+"/"+b.Name] = b
-		}
-	}
-	out := make([]kubesync.Binding, 0, len(byID))
-	for _, b := range byID {
-		out = append(out, b)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Namespace+"/"+out[i].Name < out[j].Namespace+"/"+out[j].Name })
-	return out
 }

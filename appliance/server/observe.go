@@ -3,17 +3,13 @@ package server
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +21,6 @@ import (
 	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/bundle"
 	"github.com/gluebox/gluebox/appliance/dashboards"
-	"github.com/gluebox/gluebox/appliance/gitops/render"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 	"github.com/gluebox/gluebox/appliance/kube"
 	"github.com/gluebox/gluebox/appliance/kubestate"
@@ -274,196 +269,8 @@ func certExpiry(file string) (time.Time, error) {
 	return cert.NotAfter, nil
 }
 
-// LogLine is one line as the API returns it.
-type LogLine struct {
-	Time      time.Time `json:"time"`
-	Namespace string    `json:"namespace,omitempty"`
-	Pod       string    `json:"pod,omitempty"`
-	Container string    `json:"container,omitempty"`
-	Msg       string    `json:"msg"`
-}
-
-func toLogLine(l logs.Line) LogLine {
-	return LogLine{Time: l.Time, Msg: l.Msg, Namespace: l.Fields["kubernetes.pod_namespace"],
-		Pod: l.Fields["kubernetes.pod_name"], Container: l.Fields["kubernetes.container_name"]}
-}
-
-// logsQuery builds the LogsQL for the API's logs arguments: app and env select the
-// environment's namespace, grep is a phrase filter, query is extra LogsQL ANDed on.
-func logsQuery(q url.Values) (string, error) {
-	var parts []string
-	app, env := q.Get("app"), q.Get("env")
-	if (app == "") != (env == "") {
-		return "", api.Errorf(http.StatusBadRequest, "give both app and env (gluebox logs <app> <env>)")
-	}
-	if app != "" {
-		if err := render.ValidateNames(app, env); err != nil {
-			return "", api.Errorf(http.StatusBadRequest, "%v", err)
-		}
-		parts = append(parts, "kubernetes.pod_namespace:="+logsqlQuote(render.Namespace(app, env)))
-	}
-	if g := q.Get("grep"); g != "" {
-		parts = append(parts, logsqlQuote(g))
-	}
-	if extra := q.Get("query"); extra != "" {
-		parts = append(parts, "("+extra+")")
-	}
-	if len(parts) == 0 {
-		return "*", nil
-	}
-	return strings.Join(parts, " AND "), nil
-}
-
-func logsqlQuote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
-func queryDuration(q url.Values, key string) (time.Duration, error) {
-	v := q.Get(key)
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, api.Errorf(http.StatusBadRequest, "%s %q is not a duration such as 1h or 30m", key, v)
-	}
-	return d, nil
-}
-
-func queryTime(q url.Values, key string) (time.Time, error) {
-	v := q.Get(key)
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		return time.Unix(0, int64(f*1e9)), nil
-	}
-	return time.Time{}, api.Errorf(http.StatusBadRequest, "%s %q is neither RFC 3339 nor Unix seconds", key, v)
-}
-
-func observeError(err error) error {
-	if errors.Is(err, metrics.ErrInvalid) || errors.Is(err, logs.ErrInvalid) {
-		return api.Errorf(http.StatusBadRequest, "%v", err)
-	}
-	return err
-}
-
-// register adds the metrics and logs routes.
-func (o *observe) register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/metrics/query", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		at, err := queryTime(q, "time")
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		res, err := o.metrics.Client().Query(r.Context(), q.Get("query"), at)
-		if err != nil {
-			api.WriteError(w, observeError(err))
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, res)
-	})
-	mux.HandleFunc("GET /v1/metrics/query_range", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		start, err1 := queryTime(q, "start")
-		end, err2 := queryTime(q, "end")
-		step, err3 := queryDuration(q, "step")
-		if err := errors.Join(err1, err2, err3); err != nil {
-			api.WriteError(w, api.Errorf(http.StatusBadRequest, "%v", err))
-			return
-		}
-		res, err := o.metrics.Client().QueryRange(r.Context(), q.Get("query"), start, end, step)
-		if err != nil {
-			api.WriteError(w, observeError(err))
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, res)
-	})
-	mux.HandleFunc("GET /v1/logs", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		query, err := logsQuery(q)
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		since, err := queryDuration(q, "since")
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		limit := 0
-		if v := q.Get("limit"); v != "" {
-			if limit, err = strconv.Atoi(v); err != nil {
-				api.WriteError(w, api.Errorf(http.StatusBadRequest, "limit %q is not a number", v))
-				return
-			}
-		}
-		var start time.Time
-		if since > 0 {
-			start = time.Now().Add(-since)
-		}
-		lines, err := o.logs.Client().Query(r.Context(), query, limit, start, time.Time{})
-		if err != nil {
-			api.WriteError(w, observeError(err))
-			return
-		}
-		out := make([]LogLine, 0, len(lines))
-		for _, l := range lines {
-			out = append(out, toLogLine(l))
-		}
-		api.WriteJSON(w, http.StatusOK, out)
-	})
-	mux.HandleFunc("GET /v1/dashboards/{app}/{env}", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		since, err1 := queryDuration(q, "since")
-		step, err2 := queryDuration(q, "step")
-		if err := errors.Join(err1, err2); err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		if o.history == nil {
-			api.WriteError(w, api.Errorf(http.StatusServiceUnavailable, "the GitOps engine is not running"))
-			return
-		}
-		d, err := dashboards.Build(r.Context(), o.metrics.Client(), o.history, r.PathValue("app"), r.PathValue("env"), dashboards.Options{Since: since, Step: step})
-		if err != nil {
-			api.WriteError(w, api.Errorf(http.StatusBadRequest, "%v", err))
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, d)
-	})
-	// Follow: one JSON line per log line until the client goes away.
-	mux.HandleFunc("GET /v1/logs/tail", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		query, err := logsQuery(q)
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		since, err := queryDuration(q, "since")
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.WriteHeader(http.StatusOK)
-		flusher, _ := w.(http.Flusher)
-		enc := json.NewEncoder(w)
-		err = o.logs.Client().Tail(r.Context(), query, since, func(l logs.Line) error {
-			if err := enc.Encode(toLogLine(l)); err != nil {
-				return err
-			}
-			if flusher != nil {
-				flusher.Flush()
-			}
-			return nil
-		})
-		if err != nil && r.Context().Err() == nil {
-			_ = enc.Encode(map[string]string{"error": err.Error()})
-		}
-	})
+// apis returns the observability stack's routes of the local API.
+func (o *observe) apis() []api.Registrar {
+	mc := o.metrics.Client()
+	return []api.Registrar{metrics.NewAPI(mc), logs.NewAPI(o.logs.Client()), dashboards.NewAPI(mc, o.history)}
 }

@@ -2,15 +2,10 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,16 +27,13 @@ type platform struct {
 	reg       *registry.Registry
 	sec       *secrets.Service
 	syncer    *kubesync.Syncer
-	bindings  *bindingFile
+	bindings  *kubesync.Bindings
 	gitops    *engine.Engine
 	frontdoor *frontdoor.FrontDoor
 	observe   *observe
 	alerting  *alerting
 	builds    *buildService
 	console   *console.Console
-
-	gitopsMu       sync.Mutex
-	gitopsBindings map[string][]kubesync.Binding // namespace → bindings from externalSecret values
 }
 
 // deployedDigests lists the image digests of every container running in the cluster, so the
@@ -86,15 +78,10 @@ func (s *Server) newPlatform(cs kubernetes.Interface) (*platform, []supervise.Co
 		sec.Close()
 		return nil, nil, err
 	}
-	bf := &bindingFile{path: filepath.Join(l.StateDir(), "secret-bindings.json")}
-	bs, err := bf.load()
+	bf, err := kubesync.NewBindings(syncer, filepath.Join(l.StateDir(), "secret-bindings.json"))
 	if err != nil {
 		sec.Close()
 		return nil, nil, err
-	}
-	if err := syncer.SetBindings(bs); err != nil {
-		sec.Close()
-		return nil, nil, fmt.Errorf("%s: %w", bf.path, err)
 	}
 	p := &platform{reg: reg, sec: sec, syncer: syncer, bindings: bf}
 	comps := []supervise.Component{
@@ -116,133 +103,28 @@ func (p *platform) syncerComponent() supervise.Component {
 	return supervise.Func{N: "secret-sync", R: p.syncer.Run}
 }
 
-// register adds the platform's API routes.
+// register adds the platform's API routes: each component registers its own.
 func (p *platform) register(mux *http.ServeMux) {
-	p.reg.Register(mux)
-	p.sec.Register(mux)
+	owners := []api.Registrar{p.reg, p.sec, p.bindings}
 	if p.gitops != nil {
-		p.gitops.Register(mux)
+		owners = append(owners, p.gitops)
 	}
 	if p.observe != nil {
-		p.observe.register(mux)
+		owners = append(owners, p.observe.apis()...)
 	}
 	if p.alerting != nil {
-		p.alerting.register(mux)
+		owners = append(owners, p.alerting.svc)
+	}
+	if p.console != nil {
+		owners = append(owners, p.console)
+	}
+	if p.frontdoor != nil {
+		owners = append(owners, p.frontdoor)
+	}
+	for _, o := range owners {
+		o.Register(mux)
 	}
 	if p.builds != nil {
 		p.builds.register(mux)
 	}
-	if p.console != nil {
-		p.registerConsole(mux)
-	}
-	if p.frontdoor != nil {
-		mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
-			api.WriteJSON(w, http.StatusOK, map[string]any{"routes": p.frontdoor.Routes(), "ca_file": p.frontdoor.CAFile()})
-		})
-	}
-	mux.Handle("GET /v1/metrics/registry", p.reg.MetricsHandler())
-	mux.HandleFunc("GET /v1/secret-bindings", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteJSON(w, http.StatusOK, p.syncer.Status())
-	})
-	mux.HandleFunc("PUT /v1/secret-bindings", func(w http.ResponseWriter, r *http.Request) {
-		var b kubesync.Binding
-		if err := api.DecodeJSON(r, 1<<16, &b); err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		if err := p.bind(b); err != nil {
-			api.WriteError(w, api.Errorf(http.StatusBadRequest, "%v", err))
-			return
-		}
-		if err := p.syncer.Sync(r.Context(), []string{b.Path}); err != nil {
-			api.WriteError(w, api.Errorf(http.StatusConflict, "binding saved, first sync failed: %v", err))
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, b)
-	})
-	mux.HandleFunc("DELETE /v1/secret-bindings/{namespace}/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if err := p.unbind(r.PathValue("namespace"), r.PathValue("name")); err != nil {
-			api.WriteError(w, api.Errorf(http.StatusNotFound, "%v", err))
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, map[string]string{"deleted": r.PathValue("namespace") + "/" + r.PathValue("name")})
-	})
-}
-
-func (p *platform) bind(b kubesync.Binding) error {
-	if err := b.Validate(); err != nil {
-		return err
-	}
-	return p.bindings.update(func(bs []kubesync.Binding) ([]kubesync.Binding, error) {
-		out := []kubesync.Binding{b}
-		for _, old := range bs {
-			if old.Namespace != b.Namespace || old.Name != b.Name {
-				out = append(out, old)
-			}
-		}
-		return out, p.syncer.SetBindings(p.withGitOps(out))
-	})
-}
-
-func (p *platform) unbind(ns, name string) error {
-	return p.bindings.update(func(bs []kubesync.Binding) ([]kubesync.Binding, error) {
-		var out []kubesync.Binding
-		for _, old := range bs {
-			if old.Namespace != ns || old.Name != name {
-				out = append(out, old)
-			}
-		}
-		if len(out) == len(bs) {
-			return nil, fmt.Errorf("no secret binding %s/%s", ns, name)
-		}
-		return out, p.syncer.SetBindings(p.withGitOps(out))
-	})
-}
-
-// bindingFile keeps the declared secret bindings (namespace/name ← store path) on disk until
-// the GitOps engine declares them from apps' externalSecret values.
-type bindingFile struct {
-	mu   sync.Mutex
-	path string
-}
-
-func (f *bindingFile) load() ([]kubesync.Binding, error) {
-	b, err := os.ReadFile(f.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", f.path, err)
-	}
-	var bs []kubesync.Binding
-	if err := json.Unmarshal(b, &bs); err != nil {
-		return nil, fmt.Errorf("%s is corrupt: %w (fix or remove it; bindings can be declared again with `gluebox secret bind`)", f.path, err)
-	}
-	return bs, nil
-}
-
-func (f *bindingFile) update(change func([]kubesync.Binding) ([]kubesync.Binding, error)) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	bs, err := f.load()
-	if err != nil {
-		return err
-	}
-	out, err := change(bs)
-	if err != nil {
-		return err
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Namespace+"/"+out[i].Name < out[j].Namespace+"/"+out[j].Name })
-	data, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
-		return err
-	}
-	tmp := f.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("cannot write %s: %w", tmp, err)
-	}
-	return os.Rename(tmp, f.path)
 }

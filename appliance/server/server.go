@@ -38,7 +38,7 @@ import (
 	"github.com/gluebox/gluebox/appliance/node"
 	"github.com/gluebox/gluebox/appliance/paths"
 	"github.com/gluebox/gluebox/appliance/registry"
-	"github.com/gluebox/gluebox/appliance/secrets"
+	"github.com/gluebox/gluebox/appliance/status"
 	"github.com/gluebox/gluebox/appliance/supervise"
 	"github.com/gluebox/gluebox/appliance/version"
 )
@@ -412,28 +412,14 @@ func (s *Server) setError(err error) {
 	s.mu.Unlock()
 }
 
-// Status is what `gluebox status` prints.
-type Status struct {
-	Phase      string                 `json:"phase"` // starting, ready, degraded (ready, a component restarting), stopping
-	Node       string                 `json:"node"`
-	NodeIP     string                 `json:"nodeIP"`
-	DataDir    string                 `json:"dataDir"`
-	Uptime     string                 `json:"uptime"`
-	BootTime   string                 `json:"bootTime,omitempty"`
-	Components []supervise.State      `json:"components"`
-	Children   []supervise.ChildState `json:"children"`
-	Versions   map[string]string      `json:"versions"`
-	Kubeconfig string                 `json:"kubeconfig"`
-	APIServer  string                 `json:"apiServer"`
-	LastError  string                 `json:"lastError,omitempty"`
-	Registry   *registry.Status       `json:"registry,omitempty"`
-	Secrets    *secrets.Status        `json:"secrets,omitempty"`
-}
+// Status is what `gluebox status` prints (its type lives in appliance/status, with its route,
+// so the typed client need not import the server).
+type Status = status.Status
 
 // Handler is the local API of the server.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	status.Route.Register(mux, func(w http.ResponseWriter, r *http.Request) {
 		st := s.Status()
 		s.mu.Lock()
 		plat := s.plat

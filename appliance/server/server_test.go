@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/spf13/pflag"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,100 +15,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
 
 	"github.com/gluebox/gluebox/appliance/config"
 	"github.com/gluebox/gluebox/appliance/paths"
-	"github.com/gluebox/gluebox/appliance/secrets/kubesync"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
-
-func newBindingFile(t *testing.T) *bindingFile {
-	t.Helper()
-	return &bindingFile{path: filepath.Join(t.TempDir(), "state", "secret-bindings.json")}
-}
-
-func TestBindingFileRoundTrip(t *testing.T) {
-	f := newBindingFile(t)
-	bs, err := f.load()
-	if err != nil || bs != nil {
-		t.Fatalf("load of a missing file = %v, %v; want no bindings and no error", bs, err)
-	}
-	web := kubesync.Binding{Namespace: "web", Name: "db", Path: "apps/web/db", Keys: map[string]string{"PASSWORD": "password"}}
-	api := kubesync.Binding{Namespace: "api", Name: "token", Path: "apps/api/token"}
-	add := func(b kubesync.Binding) func([]kubesync.Binding) ([]kubesync.Binding, error) {
-		return func(bs []kubesync.Binding) ([]kubesync.Binding, error) { return append(bs, b), nil }
-	}
-	for _, b := range []kubesync.Binding{web, api} {
-		if err := f.update(add(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := f.load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Stored sorted by namespace/name, whatever order they were added in.
-	if diff := cmp.Diff([]kubesync.Binding{api, web}, got); diff != "" {
-		t.Errorf("bindings (-want +got)\n%s", diff)
-	}
-	if st, err := os.Stat(f.path); err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("binding file mode = %v, %v; want 0600", st.Mode(), err)
-	}
-	if _, err := os.Stat(f.path + ".tmp"); !os.IsNotExist(err) {
-		t.Errorf("temporary file left behind: %v", err)
-	}
-
-	// A failing change leaves the file as it was.
-	boom := errors.New("refused")
-	err = f.update(func(bs []kubesync.Binding) ([]kubesync.Binding, error) { return nil, boom })
-	if !errors.Is(err, boom) {
-		t.Errorf("update = %v, want the change's error", err)
-	}
-	after, err := f.load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(got, after); diff != "" {
-		t.Errorf("a failed update changed the file (-before +after)\n%s", diff)
-	}
-
-	// Removing every binding leaves a file that loads as no bindings.
-	if err := f.update(func([]kubesync.Binding) ([]kubesync.Binding, error) { return nil, nil }); err != nil {
-		t.Fatal(err)
-	}
-	if bs, err := f.load(); err != nil || len(bs) != 0 {
-		t.Errorf("after removing all: %v, %v", bs, err)
-	}
-}
-
-func TestBindingFileCorrupt(t *testing.T) {
-	for _, tc := range []struct{ name, content string }{
-		{"truncated", `[{"namespace": "web"`},
-		{"not a list", `{"namespace": "web"}`},
-		{"garbage", "\x00\x01"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newBindingFile(t)
-			if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(f.path, []byte(tc.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			for what, err := range map[string]error{
-				"load":   func() error { _, err := f.load(); return err }(),
-				"update": f.update(func(bs []kubesync.Binding) ([]kubesync.Binding, error) { return bs, nil }),
-			} {
-				if err == nil || !strings.Contains(err.Error(), f.path+" is corrupt") || !strings.Contains(err.Error(), "gluebox secret bind") {
-					t.Errorf("%s = %v, want a corrupt-file error naming the file and the fix", what, err)
-				}
-			}
-			if b, _ := os.ReadFile(f.path); string(b) != tc.content {
-				t.Errorf("a corrupt file was overwritten: %q", b)
-			}
-		})
-	}
-}
 
 func TestRegistryMirrors(t *testing.T) {
 	both := func(hostport string) map[string]string {

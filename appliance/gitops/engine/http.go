@@ -9,14 +9,36 @@ import (
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 )
 
-// SetRepoRequest is the body of PUT /v1/repo.
+// Routes of the GitOps engine's local API.
+var (
+	// RouteRepo answers RepoView.
+	RouteRepo = api.Route{Method: http.MethodGet, Pattern: "/v1/repo"}
+	// RouteSetRepo takes SetRepoRequest and answers state.RepoStatus.
+	RouteSetRepo = api.Route{Method: http.MethodPut, Pattern: "/v1/repo"}
+	// RouteSyncRepo asks for a sync now.
+	RouteSyncRepo = api.Route{Method: http.MethodPost, Pattern: "/v1/repo/sync"}
+	// RouteApps answers []state.Env.
+	RouteApps = api.Route{Method: http.MethodGet, Pattern: "/v1/apps"}
+	// RouteApp answers EnvView.
+	RouteApp = api.Route{Method: http.MethodGet, Pattern: "/v1/apps/{app}/{env}"}
+	// RouteManifest answers the YAML a revision applied.
+	RouteManifest = api.Route{Method: http.MethodGet, Pattern: "/v1/apps/{app}/{env}/revisions/{n}/manifest"}
+	// RouteRollback takes RollbackRequest and answers state.Env.
+	RouteRollback = api.Route{Method: http.MethodPost, Pattern: "/v1/apps/{app}/{env}/rollback"}
+	// RouteRelease answers state.Env.
+	RouteRelease = api.Route{Method: http.MethodPost, Pattern: "/v1/apps/{app}/{env}/release"}
+)
+
+var _ api.Registrar = (*Engine)(nil)
+
+// SetRepoRequest is the body of RouteSetRepo.
 type SetRepoRequest struct {
 	URL         string `json:"url"`
 	Branch      string `json:"branch,omitempty"`
 	Credentials string `json:"credentials,omitempty"`
 }
 
-// RollbackRequest is the body of POST /v1/apps/{app}/{env}/rollback; To 0 means the previous
+// RollbackRequest is the body of RouteRollback; To 0 means the previous
 // revision.
 type RollbackRequest struct {
 	To int `json:"to,omitempty"`
@@ -24,8 +46,8 @@ type RollbackRequest struct {
 
 // Register adds the engine's API routes to mux.
 func (e *Engine) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/repo", handle(func(r *http.Request) (any, error) { return e.Repo() }))
-	mux.HandleFunc("PUT /v1/repo", handle(func(r *http.Request) (any, error) {
+	RouteRepo.Register(mux, handle(func(r *http.Request) (any, error) { return e.Repo() }))
+	RouteSetRepo.Register(mux, handle(func(r *http.Request) (any, error) {
 		var req SetRepoRequest
 		if err := api.DecodeJSON(r, 1<<16, &req); err != nil {
 			return nil, err
@@ -35,21 +57,21 @@ func (e *Engine) Register(mux *http.ServeMux) {
 		}
 		return e.SetRepo(r.Context(), state.RepoConfig{URL: req.URL, Branch: req.Branch, Credentials: req.Credentials})
 	}))
-	mux.HandleFunc("POST /v1/repo/sync", handle(func(r *http.Request) (any, error) {
+	RouteSyncRepo.Register(mux, handle(func(r *http.Request) (any, error) {
 		e.Trigger()
 		return map[string]string{"sync": "requested"}, nil
 	}))
-	mux.HandleFunc("GET /v1/apps", handle(func(r *http.Request) (any, error) {
+	RouteApps.Register(mux, handle(func(r *http.Request) (any, error) {
 		envs, err := e.Envs()
 		if envs == nil {
 			envs = []state.Env{}
 		}
 		return envs, err
 	}))
-	mux.HandleFunc("GET /v1/apps/{app}/{env}", handle(func(r *http.Request) (any, error) {
+	RouteApp.Register(mux, handle(func(r *http.Request) (any, error) {
 		return e.Env(r.PathValue("app"), r.PathValue("env"))
 	}))
-	mux.HandleFunc("GET /v1/apps/{app}/{env}/revisions/{n}/manifest", func(w http.ResponseWriter, r *http.Request) {
+	RouteManifest.Register(mux, func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.PathValue("n"))
 		if err != nil || n <= 0 {
 			api.WriteError(w, api.Errorf(http.StatusBadRequest, "revision %q is not a positive number", r.PathValue("n")))
@@ -63,7 +85,7 @@ func (e *Engine) Register(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(m)
 	})
-	mux.HandleFunc("POST /v1/apps/{app}/{env}/rollback", handle(func(r *http.Request) (any, error) {
+	RouteRollback.Register(mux, handle(func(r *http.Request) (any, error) {
 		var req RollbackRequest
 		if err := api.DecodeJSON(r, 1<<10, &req); err != nil {
 			return nil, err
@@ -73,7 +95,7 @@ func (e *Engine) Register(mux *http.ServeMux) {
 		}
 		return e.Rollback(r.Context(), r.PathValue("app"), r.PathValue("env"), req.To)
 	}))
-	mux.HandleFunc("POST /v1/apps/{app}/{env}/release", handle(func(r *http.Request) (any, error) {
+	RouteRelease.Register(mux, handle(func(r *http.Request) (any, error) {
 		return e.Release(r.Context(), r.PathValue("app"), r.PathValue("env"))
 	}))
 }

@@ -3,9 +3,14 @@
 // created (label app.kubernetes.io/managed-by=gluebox-secrets) and one pod-template annotation
 // per synced Secret on the Deployments, StatefulSets and DaemonSets that reference it.
 //
-// Lifecycle: New, then SetBindings (any time, from the GitOps engine), then Run until its
-// context ends (nil on cancel). Run reacts to store change notifications at once and resyncs
-// everything periodically. Only the server wiring should import it.
+// It also owns which bindings there are (bindings.go): the ones declared by hand with `gluebox
+// secret bind`, kept in a JSON file, united with the ones the GitOps engine declares from apps'
+// externalSecret values; and their routes of the local API.
+//
+// Lifecycle: New, then NewBindings (which hands the Syncer the bindings from the file; the
+// engine's arrive any time through Bindings.SetGitOps), then Run until its context ends (nil on
+// cancel). Run reacts to store change notifications at once and resyncs everything
+// periodically. The server wiring imports it, and the typed client for its API types.
 package kubesync
 
 import (

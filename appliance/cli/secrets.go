@@ -1,16 +1,13 @@
-package secrets
+package cli
 
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,16 +17,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/client"
+	"github.com/gluebox/gluebox/appliance/secrets"
 )
 
-// NewCommands returns the `secret` and `backup` commands. client is called when a command runs,
-// so flags such as --data-dir are parsed first.
-func NewCommands(client func() *api.Client) []*cobra.Command {
-	return []*cobra.Command{secretCommand(client), backupCommand(client)}
-}
-
-func secretCommand(client func() *api.Client) *cobra.Command {
+// newSecretCmd returns `gluebox secret`: the encrypted secret store, and the Kubernetes Secrets
+// bound to its paths.
+func newSecretCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "secret",
 		Short: "Manage the encrypted secret store",
@@ -50,15 +44,15 @@ directory is the only way to read them: keep a copy of it off this host.`,
 			if len(args) == 3 && args[2] != "-" {
 				value = args[2]
 			} else {
-				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), MaxValueSize+1))
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), secrets.MaxValueSize+1))
 				if err != nil {
 					return fmt.Errorf("cannot read value from stdin: %w", err)
 				}
 				value = strings.TrimSuffix(string(b), "\n")
 			}
-			var ans VersionAnswer
-			req := SetRequest{Values: map[string]string{args[1]: value}, By: who()}
-			if err := client().Do(ctx(cmd), "PUT", "/v1/secrets/"+escapePath(args[0]), req, &ans); err != nil {
+			req := secrets.SetRequest{Values: map[string]string{args[1]: value}, By: who()}
+			ans, err := g.api().SetSecret(ctx(cmd), args[0], req)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s set (version %d)\n", ans.Path, args[1], ans.Version)
@@ -73,15 +67,12 @@ directory is the only way to read them: keep a copy of it off this host.`,
 		Short: "Print one value, or every key=value of a path",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q := url.Values{}
-			if getVersion > 0 {
-				q.Set("version", strconv.FormatUint(getVersion, 10))
-			}
+			o := client.SecretOptions{Version: getVersion}
 			if len(args) == 2 {
-				q.Set("key", args[1])
+				o.Key = args[1]
 			}
-			var ans SecretAnswer
-			if err := client().Do(ctx(cmd), "GET", "/v1/secrets/"+escapePath(args[0])+"?"+q.Encode(), nil, &ans); err != nil {
+			ans, err := g.api().Secret(ctx(cmd), args[0], o)
+			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -118,12 +109,12 @@ directory is the only way to read them: keep a copy of it off this host.`,
 		Short: "List paths (names and keys, never values)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q := url.Values{}
+			prefix := ""
 			if len(args) == 1 {
-				q.Set("prefix", args[0])
+				prefix = args[0]
 			}
-			var ans []PathInfo
-			if err := client().Do(ctx(cmd), "GET", "/v1/secrets?"+q.Encode(), nil, &ans); err != nil {
+			ans, err := g.api().Secrets(ctx(cmd), prefix)
+			if err != nil {
 				return err
 			}
 			if listJSON {
@@ -144,12 +135,8 @@ directory is the only way to read them: keep a copy of it off this host.`,
 		Short: "Delete keys of a path, or the whole path (with its history) when no key is given",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q := url.Values{"by": {who()}}
-			for _, k := range args[1:] {
-				q.Add("key", k)
-			}
-			var ans VersionAnswer
-			if err := client().Do(ctx(cmd), "DELETE", "/v1/secrets/"+escapePath(args[0])+"?"+q.Encode(), nil, &ans); err != nil {
+			ans, err := g.api().DeleteSecret(ctx(cmd), args[0], args[1:], who())
+			if err != nil {
 				return err
 			}
 			if len(args) > 1 {
@@ -166,8 +153,8 @@ directory is the only way to read them: keep a copy of it off this host.`,
 		Short: "List the kept versions of a path",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var ans []VersionInfo
-			if err := client().Do(ctx(cmd), "GET", "/v1/secrets-history/"+escapePath(args[0]), nil, &ans); err != nil {
+			ans, err := g.api().SecretHistory(ctx(cmd), args[0])
+			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -188,8 +175,8 @@ directory is the only way to read them: keep a copy of it off this host.`,
 			if err != nil || v == 0 {
 				return fmt.Errorf("version %q is not a positive number: see `gluebox secret history %s`", args[1], args[0])
 			}
-			var ans VersionAnswer
-			if err := client().Do(ctx(cmd), "POST", "/v1/secrets-rollback/"+escapePath(args[0]), RollbackRequest{Version: v, By: who()}, &ans); err != nil {
+			ans, err := g.api().RollbackSecret(ctx(cmd), args[0], secrets.RollbackRequest{Version: v, By: who()})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s rolled back to version %d (now version %d)\n", args[0], v, ans.Version)
@@ -209,7 +196,7 @@ directory is the only way to read them: keep a copy of it off this host.`,
 			name := args[1]
 			if name == "-" {
 				name = "stdin"
-				data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxImportSize+1))
+				data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), secrets.MaxImportSize+1))
 			} else {
 				data, err = os.ReadFile(name)
 			}
@@ -217,12 +204,12 @@ directory is the only way to read them: keep a copy of it off this host.`,
 				return fmt.Errorf("cannot read %s: %w", name, err)
 			}
 			// Parse here too, so mistakes are reported before anything is sent.
-			if _, err := ParseImport(name, importFormat, data); err != nil {
+			if _, err := secrets.ParseImport(name, importFormat, data); err != nil {
 				return err
 			}
-			var ans ImportAnswer
-			req := ImportRequest{Path: args[0], Format: importFormat, Name: filepath.Base(name), Data: string(data), Replace: importReplace, By: who()}
-			if err := client().Do(ctx(cmd), "POST", "/v1/secrets-import", req, &ans); err != nil {
+			req := secrets.ImportRequest{Path: args[0], Format: importFormat, Name: filepath.Base(name), Data: string(data), Replace: importReplace, By: who()}
+			ans, err := g.api().ImportSecrets(ctx(cmd), req)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %d keys into %s (version %d): %s\n", len(ans.Keys), ans.Path, ans.Version, strings.Join(ans.Keys, ", "))
@@ -244,8 +231,8 @@ backups stay restorable. Copy the new identity file off this host afterwards.`,
 			if !rotateYes {
 				return errors.New("rotate-key replaces the identity file: copy the new one off this host afterwards, and pass --yes to go ahead")
 			}
-			var ans RotateAnswer
-			if err := client().Do(ctx(cmd), "POST", "/v1/secrets-rotate-key", ByRequest{By: who()}, &ans); err != nil {
+			ans, err := g.api().RotateKey(ctx(cmd), secrets.ByRequest{By: who()})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rotated: values are now sealed to %s\ncopy the new identity file off this host\n", ans.Recipient)
@@ -260,8 +247,8 @@ backups stay restorable. Copy the new identity file off this host afterwards.`,
 		Short: "Show who changed what (never values)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var ans []AuditEntry
-			if err := client().Do(ctx(cmd), "GET", fmt.Sprintf("/v1/secrets-audit?limit=%d", auditLimit), nil, &ans); err != nil {
+			ans, err := g.api().SecretsAudit(ctx(cmd), auditLimit)
+			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -275,10 +262,12 @@ backups stay restorable. Copy the new identity file off this host afterwards.`,
 	audit.Flags().IntVar(&auditLimit, "limit", 50, "how many entries to show")
 
 	root.AddCommand(set, get, list, del, history, rollback, imp, rotate, audit)
+	root.AddCommand(newSecretBindCmds(g)...)
 	return root
 }
 
-func backupCommand(client func() *api.Client) *cobra.Command {
+// newBackupCmd returns `gluebox backup`: snapshots of the secret store.
+func newBackupCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "backup",
 		Short: "Create, list, verify and restore encrypted snapshots of the secret store",
@@ -288,8 +277,8 @@ func backupCommand(client func() *api.Client) *cobra.Command {
 		Short: "Take a backup now (it is verified before this returns)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var m Manifest
-			if err := client().Do(cmd.Context(), "POST", "/v1/backups", ByRequest{By: who()}, &m); err != nil {
+			m, err := g.api().CreateBackup(cmd.Context(), secrets.ByRequest{By: who()})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "backup %s written and verified (%d bytes, %d secrets, sha256 %s)\n", m.File, m.Size, m.Secrets, m.SHA256)
@@ -302,8 +291,8 @@ func backupCommand(client func() *api.Client) *cobra.Command {
 		Short: "List backups, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var ans []Manifest
-			if err := client().Do(cmd.Context(), "GET", "/v1/backups", nil, &ans); err != nil {
+			ans, err := g.api().Backups(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if listJSON {
@@ -327,8 +316,8 @@ func backupCommand(client func() *api.Client) *cobra.Command {
 		Short: "Open a backup in a scratch location and check that every value decrypts",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var rep VerifyReport
-			if err := client().Do(cmd.Context(), "POST", "/v1/backups/verify", BackupFileRequest{File: backupArg(args[0])}, &rep); err != nil {
+			rep, err := g.api().VerifyBackup(cmd.Context(), secrets.BackupFileRequest{File: backupArg(args[0])})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "backup %s is good: %d secrets, %d values decrypted, taken %s\n", rep.File, rep.Secrets, rep.Values, rep.Created.Local().Format(time.DateTime))
@@ -344,8 +333,8 @@ func backupCommand(client func() *api.Client) *cobra.Command {
 			if !restoreYes {
 				return errors.New("restore replaces every secret with the backup's content (the current store is kept aside): pass --yes to go ahead")
 			}
-			var rep RestoreReport
-			if err := client().Do(cmd.Context(), "POST", "/v1/backups/restore", BackupFileRequest{File: backupArg(args[0]), By: who()}, &rep); err != nil {
+			rep, err := g.api().RestoreBackup(cmd.Context(), secrets.BackupFileRequest{File: backupArg(args[0]), By: who()})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "restored %d secrets from %s; the replaced store is at %s\n", rep.Secrets, rep.File, rep.KeptAside)
@@ -369,30 +358,4 @@ func backupArg(arg string) string {
 		return abs
 	}
 	return arg
-}
-
-// escapePath escapes each segment of a secret path for a URL, keeping the slashes.
-func escapePath(p string) string {
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return strings.Join(segs, "/")
-}
-
-// who names the person running the CLI, for the audit log.
-func who() string {
-	if u := os.Getenv("SUDO_USER"); u != "" {
-		return u
-	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return "cli"
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

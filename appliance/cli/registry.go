@@ -1,66 +1,19 @@
-package registry
+package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"text/tabwriter"
 
-	"github.com/gluebox/gluebox/appliance/api"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+
+	"github.com/gluebox/gluebox/appliance/registry"
 )
 
-// Register adds the registry's local API routes to mux:
-//
-//	GET  /v1/registry/status        Status
-//	GET  /v1/registry/repositories  []RepoInfo (tags and sizes)
-//	POST /v1/registry/gc            GCOptions → Report
-func (r *Registry) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/registry/status", func(w http.ResponseWriter, req *http.Request) {
-		st, err := r.Status(req.Context())
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, st)
-	})
-	mux.HandleFunc("GET /v1/registry/repositories", func(w http.ResponseWriter, req *http.Request) {
-		list, err := r.List(req.Context())
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, list)
-	})
-	mux.HandleFunc("POST /v1/registry/gc", func(w http.ResponseWriter, req *http.Request) {
-		var opts GCOptions
-		if req.ContentLength != 0 {
-			if err := api.DecodeJSON(req, 1<<20, &opts); err != nil {
-				api.WriteError(w, err)
-				return
-			}
-		}
-		for _, d := range opts.Keep {
-			if err := d.Validate(); err != nil {
-				api.WriteError(w, api.Errorf(http.StatusBadRequest, "cannot keep %q: not a digest: %v", d, err))
-				return
-			}
-		}
-		rep, err := r.GC(req.Context(), opts)
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, rep)
-	})
-}
-
-// NewCommands returns the `registry` command with its `list` and `gc` sub-commands; client opens
-// the API of the selected instance.
-func NewCommands(client func() *api.Client) []*cobra.Command {
+// newRegistryCmd returns `gluebox registry` with its `list` and `gc` sub-commands.
+func newRegistryCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{Use: "registry", Short: "Inspect and clean the built-in OCI registry"}
 
 	var asJSON bool
@@ -69,19 +22,19 @@ func NewCommands(client func() *api.Client) []*cobra.Command {
 		Short: "List repositories with their tags and sizes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var repos []RepoInfo
-			if err := client().Do(cmd.Context(), http.MethodGet, "/v1/registry/repositories", nil, &repos); err != nil {
+			repos, err := g.api().RegistryRepositories(cmd.Context())
+			if err != nil {
 				return fmt.Errorf("cannot list repositories: %w", err)
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), repos)
+				return printJSON(cmd.OutOrStdout(), repos)
 			}
 			return printRepos(cmd.OutOrStdout(), repos)
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
-	var opts GCOptions
+	var opts registry.GCOptions
 	var keep []string
 	var gcJSON bool
 	gc := &cobra.Command{
@@ -99,18 +52,18 @@ func NewCommands(client func() *api.Client) []*cobra.Command {
 				}
 				opts.Keep = append(opts.Keep, d)
 			}
-			var rep Report
-			if err := client().Do(cmd.Context(), http.MethodPost, "/v1/registry/gc", opts, &rep); err != nil {
+			rep, err := g.api().RegistryGC(cmd.Context(), opts)
+			if err != nil {
 				return fmt.Errorf("cannot garbage-collect registry: %w", err)
 			}
 			if gcJSON {
-				return writeJSON(cmd.OutOrStdout(), rep)
+				return printJSON(cmd.OutOrStdout(), rep)
 			}
 			verb := "deleted"
 			if rep.DryRun {
 				verb = "would delete"
 			}
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s %d manifests (%d tags) and %d blobs, %s freed, in %s; %d blobs kept, %d spared as too young\n",
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %d manifests (%d tags) and %d blobs, %s freed, in %s; %d blobs kept, %d spared as too young\n",
 				verb, rep.ManifestsDeleted, rep.TagsDeleted, rep.BlobsDeleted, humanBytes(rep.BytesFreed), rep.Duration, rep.BlobsKept, rep.BlobsTooYoung)
 			return err
 		},
@@ -121,16 +74,10 @@ func NewCommands(client func() *api.Client) []*cobra.Command {
 	gc.Flags().BoolVar(&gcJSON, "json", false, "print the report as JSON")
 
 	root.AddCommand(list, gc)
-	return []*cobra.Command{root}
+	return root
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func printRepos(w io.Writer, repos []RepoInfo) error {
+func printRepos(w io.Writer, repos []registry.RepoInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tSIZE")
 	for _, r := range repos {
@@ -139,18 +86,10 @@ func printRepos(w io.Writer, repos []RepoInfo) error {
 			continue
 		}
 		for _, t := range r.Tags {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, t.Name, shortDigest(t.Digest), humanBytes(t.Size))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, t.Name, shortDigest(t.Digest.String()), humanBytes(t.Size))
 		}
 	}
 	return tw.Flush()
-}
-
-func shortDigest(d digest.Digest) string {
-	s := d.String()
-	if i := len(d.Algorithm().String()) + 1 + 12; len(s) > i {
-		return s[:i]
-	}
-	return s
 }
 
 func humanBytes(n int64) string {
