@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gluebox/gluebox/appliance/build"
 	"github.com/gluebox/gluebox/appliance/gitops/builds"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
 // newBuildCmd returns `gluebox build`: list builds, print or follow their logs, cancel one.
@@ -37,7 +37,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 				v.Set("limit", strconv.Itoa(f.limit))
 			}
 			var out struct {
-				Builds []build.Record `json:"builds"`
+				Builds []imagebuild.Record `json:"builds"`
 			}
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/builds?"+v.Encode(), nil, &out); err != nil {
 				return err
@@ -83,7 +83,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Short: "Cancel a queued or running build",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r build.Record
+			var r imagebuild.Record
 			if err := g.client().Do(cmd.Context(), "POST", "/v1/builds/"+url.PathEscape(args[0])+"/cancel", nil, &r); err != nil {
 				return err
 			}

@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gluebox/gluebox/appliance/api"
-	"github.com/gluebox/gluebox/appliance/build"
 	"github.com/gluebox/gluebox/appliance/bundle"
 	"github.com/gluebox/gluebox/appliance/gitops/builds"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 	"github.com/gluebox/gluebox/appliance/logs"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
@@ -29,7 +29,7 @@ import (
 type buildService struct {
 	daemon   *lazyDaemon
 	log      *slog.Logger
-	queue    *build.Queue
+	queue    *imagebuild.Queue
 	follower *builds.Follower
 	// logs receives every finished build's log (nil without observability).
 	logs func() *logs.Client
@@ -41,7 +41,7 @@ type buildService struct {
 // newBuilds prepares the builder. Its components run after containerd and the registry.
 func (s *Server) newBuilds(bdl bundle.Dir, p *platform) (*buildService, []supervise.Component, error) {
 	l := s.layout
-	d, err := build.NewDaemon(build.Config{
+	d, err := imagebuild.NewDaemon(imagebuild.Config{
 		Bin:              bdl.Bin("buildkitd"),
 		Dir:              l.Join("buildkit"),
 		LogFile:          filepath.Join(l.LogDir(), "buildkitd.log"),
@@ -52,19 +52,19 @@ func (s *Server) newBuilds(bdl bundle.Dir, p *platform) (*buildService, []superv
 	if err != nil {
 		return nil, nil, err
 	}
-	builder, err := build.NewBuilder(build.BuilderConfig{Bin: d.Bin(), Addr: d.Addr(), Timeout: s.cfg.BuildTimeout})
+	builder, err := imagebuild.NewBuilder(imagebuild.BuilderConfig{Bin: d.Bin(), Addr: d.Addr(), Timeout: s.cfg.BuildTimeout})
 	if err != nil {
 		return nil, nil, err
 	}
 	bs := &buildService{daemon: &lazyDaemon{d: d, need: make(chan struct{})}, log: s.log.With("component", "builds"), finished: map[[2]string]float64{}}
-	run := func(ctx context.Context, req build.Request, w io.Writer) (build.Result, error) {
+	run := func(ctx context.Context, req imagebuild.Request, w io.Writer) (imagebuild.Result, error) {
 		if err := bs.daemon.ensure(ctx, w); err != nil {
-			return build.Result{}, err
+			return imagebuild.Result{}, err
 		}
 		return builder.Build(ctx, req, w)
 	}
-	q, err := build.NewQueue(build.QueueConfig{Dir: filepath.Join(l.StateDir(), "builds"), Concurrency: s.cfg.BuildConcurrency},
-		run, s.log, build.WithOnFinish(bs.onFinish))
+	q, err := imagebuild.NewQueue(imagebuild.QueueConfig{Dir: filepath.Join(l.StateDir(), "builds"), Concurrency: s.cfg.BuildConcurrency},
+		run, s.log, imagebuild.WithOnFinish(bs.onFinish))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -100,7 +100,7 @@ func (s *Server) newBuilds(bdl bundle.Dir, p *platform) (*buildService, []superv
 }
 
 // onFinish counts the build, tells the follower and ships its log to the logs store.
-func (b *buildService) onFinish(r build.Record) {
+func (b *buildService) onFinish(r imagebuild.Record) {
 	b.mu.Lock()
 	b.finished[[2]string{r.App, string(r.Status)}]++
 	b.mu.Unlock()
@@ -118,7 +118,7 @@ func (b *buildService) onFinish(r build.Record) {
 
 // shipLog stores a finished build's log lines in the logs store, one stream per app, with
 // the build's id, branch, commit and status on every line.
-func (b *buildService) shipLog(ctx context.Context, c *logs.Client, r build.Record) error {
+func (b *buildService) shipLog(ctx context.Context, c *logs.Client, r imagebuild.Record) error {
 	f, err := os.Open(b.queue.LogPath(r.ID))
 	if err != nil {
 		return err
@@ -165,7 +165,7 @@ func (b *buildService) collect(ch chan<- prometheus.Metric) {
 	failures := map[string]float64{}
 	for k, v := range b.finished {
 		ch <- prometheus.MustNewConstMetric(descBuilds, prometheus.CounterValue, v, k[0], k[1])
-		if k[1] == string(build.StatusFailed) {
+		if k[1] == string(imagebuild.StatusFailed) {
 			failures[k[0]] += v
 		}
 	}
@@ -179,11 +179,11 @@ func (b *buildService) collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBuildFailures, prometheus.CounterValue, v, app)
 	}
 	var queued, running float64
-	for _, r := range b.queue.List(build.Filter{}) {
+	for _, r := range b.queue.List(imagebuild.Filter{}) {
 		switch r.Status {
-		case build.StatusQueued:
+		case imagebuild.StatusQueued:
 			queued++
-		case build.StatusRunning:
+		case imagebuild.StatusRunning:
 			running++
 		}
 	}
@@ -202,9 +202,9 @@ func (b *buildService) collect(ch chan<- prometheus.Metric) {
 func (b *buildService) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/builds", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		f := build.Filter{App: q.Get("app"), Branch: q.Get("branch"), Status: build.Status(q.Get("status"))}
+		f := imagebuild.Filter{App: q.Get("app"), Branch: q.Get("branch"), Status: imagebuild.Status(q.Get("status"))}
 		switch f.Status {
-		case "", build.StatusQueued, build.StatusRunning, build.StatusSucceeded, build.StatusFailed, build.StatusCancelled:
+		case "", imagebuild.StatusQueued, imagebuild.StatusRunning, imagebuild.StatusSucceeded, imagebuild.StatusFailed, imagebuild.StatusCancelled:
 		default:
 			api.WriteError(w, api.Errorf(http.StatusBadRequest, "status %q is not one of queued, running, succeeded, failed, cancelled", f.Status))
 			return
@@ -279,9 +279,9 @@ func nonNil[T any](s []T) []T {
 
 func buildError(err error) error {
 	switch {
-	case errors.Is(err, build.ErrNotFound):
+	case errors.Is(err, imagebuild.ErrNotFound):
 		return api.Errorf(http.StatusNotFound, "%v: see `gluebox build list`", err)
-	case errors.Is(err, build.ErrFinished):
+	case errors.Is(err, imagebuild.ErrFinished):
 		return api.Errorf(http.StatusConflict, "%v", err)
 	}
 	return err
@@ -290,7 +290,7 @@ func buildError(err error) error {
 // lazyDaemon runs buildkitd only once the first build starts, so a node that builds nothing
 // does not pay its memory.
 type lazyDaemon struct {
-	d    *build.Daemon
+	d    *imagebuild.Daemon
 	once sync.Once
 	need chan struct{}
 }

@@ -40,11 +40,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gluebox/gluebox/appliance/build"
 	"github.com/gluebox/gluebox/appliance/gitops/platform"
 	"github.com/gluebox/gluebox/appliance/gitops/render"
 	"github.com/gluebox/gluebox/appliance/gitops/source"
 	"github.com/gluebox/gluebox/appliance/gitops/webhook"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
 // Defaults for the zero values of Config.
@@ -58,7 +58,7 @@ type Config struct {
 	// Dir holds the app repositories' Git caches (Dir/git) and the preview records
 	// (Dir/previews.json). Normally <data-dir>/gitops/builds.
 	Dir string
-	// Registry is the host[:port] builds push to. Empty means build.DefaultRegistry.
+	// Registry is the host[:port] builds push to. Empty means imagebuild.DefaultRegistry.
 	Registry string
 	// PollInterval is how often every app repository's refs are listed. Zero means 15s.
 	PollInterval time.Duration
@@ -91,13 +91,13 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Queue is what the Follower needs of the build queue (appliance/build.Queue).
+// Queue is what the Follower needs of the build queue (appliance/imagebuild.Queue).
 type Queue interface {
-	Submit(build.Spec) (build.Record, error)
-	List(build.Filter) []build.Record
+	Submit(imagebuild.Spec) (imagebuild.Record, error)
+	List(imagebuild.Filter) []imagebuild.Record
 }
 
-var _ Queue = (*build.Queue)(nil)
+var _ Queue = (*imagebuild.Queue)(nil)
 
 // Secrets reads repository credentials from the secret store.
 type Secrets interface {
@@ -188,7 +188,7 @@ func New(cfg Config, deps Deps) (*Follower, error) {
 		return nil, errors.New("builds: a build queue and a secret store are required")
 	}
 	if cfg.Registry == "" {
-		cfg.Registry = build.DefaultRegistry
+		cfg.Registry = imagebuild.DefaultRegistry
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
@@ -574,7 +574,7 @@ func (f *Follower) discoverPreviews(a platform.App, refs source.Refs, log *slog.
 // already of sha (queued, running or finished; a build interrupted by a restart is redone).
 // f.mu may be held.
 func (f *Follower) ensureBuild(a platform.App, src *source.Source, key, sha string, log *slog.Logger) {
-	if last := f.deps.Queue.List(build.Filter{App: a.Name, Branch: key, Limit: 1}); len(last) > 0 {
+	if last := f.deps.Queue.List(imagebuild.Filter{App: a.Name, Branch: key, Limit: 1}); len(last) > 0 {
 		r := last[0]
 		if r.Commit == sha && !strings.HasPrefix(r.Error, "interrupted by") {
 			return
@@ -582,7 +582,7 @@ func (f *Follower) ensureBuild(a platform.App, src *source.Source, key, sha stri
 	}
 	refs := []string{}
 	for _, tag := range []string{sha, key} {
-		ref, err := build.ImageRef(f.cfg.Registry, a.Name, tag)
+		ref, err := imagebuild.ImageRef(f.cfg.Registry, a.Name, tag)
 		if err != nil {
 			log.Warn("cannot name the image", "err", err)
 			return
@@ -593,9 +593,9 @@ func (f *Follower) ensureBuild(a platform.App, src *source.Source, key, sha stri
 	if contextDir == "" {
 		contextDir = "."
 	}
-	spec := build.Spec{
+	spec := imagebuild.Spec{
 		App: a.Name, Branch: key, Commit: sha,
-		Request: build.Request{
+		Request: imagebuild.Request{
 			Dockerfile: a.Dockerfile,
 			BuildArgs:  a.BuildArgs,
 			Labels: map[string]string{
@@ -704,8 +704,8 @@ func (f *Follower) CredentialsFor(repoURL string) (path string, ok bool) {
 
 // BuildFinished is the queue's finish hook: a successful build may move environments, and
 // the build is reported on its commit when the app asks for that.
-func (f *Follower) BuildFinished(r build.Record) {
-	if r.Status == build.StatusSucceeded {
+func (f *Follower) BuildFinished(r imagebuild.Record) {
+	if r.Status == imagebuild.StatusSucceeded {
 		f.deps.OnChange(r.App)
 	}
 	f.mu.Lock()
@@ -734,7 +734,7 @@ func (f *Follower) ResolveTag(repository, tag string) (string, error) {
 	if !ok || tag == "" || strings.HasPrefix(tag, "sha256:") {
 		return tag, nil
 	}
-	if rs := f.deps.Queue.List(build.Filter{App: repository, Branch: tag, Status: build.StatusSucceeded, Limit: 1}); len(rs) > 0 {
+	if rs := f.deps.Queue.List(imagebuild.Filter{App: repository, Branch: tag, Status: imagebuild.StatusSucceeded, Limit: 1}); len(rs) > 0 {
 		return rs[0].Digest, nil
 	}
 	if slices.Contains(a.Branches, tag) || (len(a.Branches) == 0 && tag == def) {
@@ -754,7 +754,7 @@ func (f *Follower) Previews(built bool) []Preview {
 	f.mu.Unlock()
 	out := ps[:0]
 	for _, p := range ps {
-		if rs := f.deps.Queue.List(build.Filter{App: p.App, Branch: p.Env(), Status: build.StatusSucceeded, Limit: 1}); len(rs) > 0 {
+		if rs := f.deps.Queue.List(imagebuild.Filter{App: p.App, Branch: p.Env(), Status: imagebuild.StatusSucceeded, Limit: 1}); len(rs) > 0 {
 			p.Digest, p.BuiltCommit = rs[0].Digest, rs[0].Commit
 		}
 		if built && p.Digest == "" {

@@ -19,31 +19,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gluebox/gluebox/appliance/build"
 	"github.com/gluebox/gluebox/appliance/gitops/platform"
 	"github.com/gluebox/gluebox/appliance/gitops/source/gittest"
 	"github.com/gluebox/gluebox/appliance/gitops/webhook"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
 // The queue is the real build queue; only its BuildFunc stands in for BuildKit (that is
 // tested in appliance/build and end to end): it "builds" the checked-out context by hashing
 // its Dockerfile and app file, and fails on a Dockerfile that says BROKEN.
-func fakeBuild(ctx context.Context, req build.Request, log io.Writer) (build.Result, error) {
+func fakeBuild(ctx context.Context, req imagebuild.Request, log io.Writer) (imagebuild.Result, error) {
 	name := req.Dockerfile
 	if name == "" {
 		name = "Dockerfile"
 	}
 	df, err := os.ReadFile(filepath.Join(req.ContextDir, name))
 	if err != nil {
-		return build.Result{}, fmt.Errorf("build: %w", build.ErrNoDockerfile)
+		return imagebuild.Result{}, fmt.Errorf("build: %w", imagebuild.ErrNoDockerfile)
 	}
 	if strings.Contains(string(df), "BROKEN") {
-		return build.Result{}, errors.New("build: Dockerfile:1: unknown instruction BROKEN")
+		return imagebuild.Result{}, errors.New("build: Dockerfile:1: unknown instruction BROKEN")
 	}
 	app, _ := os.ReadFile(filepath.Join(req.ContextDir, "app.txt"))
 	sum := sha256.Sum256(append(df, app...))
 	fmt.Fprintf(log, "built %s\n", req.Refs[0])
-	return build.Result{Digest: "sha256:" + hex.EncodeToString(sum[:]), Refs: req.Refs}, nil
+	return imagebuild.Result{Digest: "sha256:" + hex.EncodeToString(sum[:]), Refs: req.Refs}, nil
 }
 
 type memSecrets map[string]map[string][]byte
@@ -59,7 +59,7 @@ func (m memSecrets) Values(_ context.Context, path string) (map[string][]byte, e
 type fixture struct {
 	t       *testing.T
 	f       *Follower
-	q       *build.Queue
+	q       *imagebuild.Queue
 	git     *gittest.Server
 	changes atomic.Int64
 	changed sync.Map // app → true: the apps OnChange named
@@ -73,7 +73,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	fx.ctx = ctx
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var follower atomic.Pointer[Follower]
-	q, err := build.NewQueue(build.QueueConfig{Dir: t.TempDir()}, fakeBuild, log, build.WithOnFinish(func(r build.Record) {
+	q, err := imagebuild.NewQueue(imagebuild.QueueConfig{Dir: t.TempDir()}, fakeBuild, log, imagebuild.WithOnFinish(func(r imagebuild.Record) {
 		if f := follower.Load(); f != nil {
 			f.BuildFinished(r)
 		}
@@ -111,7 +111,7 @@ func (fx *fixture) settle() {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		busy := false
-		for _, r := range fx.q.List(build.Filter{}) {
+		for _, r := range fx.q.List(imagebuild.Filter{}) {
 			if !r.Status.Final() {
 				busy = true
 			}
@@ -130,8 +130,8 @@ func (fx *fixture) poll() {
 	fx.settle()
 }
 
-func (fx *fixture) builds(branch string) []build.Record {
-	return fx.q.List(build.Filter{App: "shop", Branch: branch})
+func (fx *fixture) builds(branch string) []imagebuild.Record {
+	return fx.q.List(imagebuild.Filter{App: "shop", Branch: branch})
 }
 
 func TestBranchBuildsAndTagResolution(t *testing.T) {
@@ -145,7 +145,7 @@ func TestBranchBuildsAndTagResolution(t *testing.T) {
 	}
 	fx.poll()
 	bs := fx.builds("main")
-	if len(bs) != 1 || bs[0].Commit != c1 || bs[0].Status != build.StatusSucceeded {
+	if len(bs) != 1 || bs[0].Commit != c1 || bs[0].Status != imagebuild.StatusSucceeded {
 		t.Fatalf("builds of main = %+v, want one succeeded build of %s", bs, c1)
 	}
 	wantRefs := []string{"127.0.0.1:5000/shop:" + c1, "127.0.0.1:5000/shop:main"}
@@ -175,7 +175,7 @@ func TestBranchBuildsAndTagResolution(t *testing.T) {
 	// A broken commit fails its build; the branch keeps resolving to the last good one.
 	fx.git.Commit(map[string]string{"Dockerfile": "BROKEN\n"}, "broken")
 	fx.poll()
-	if bs := fx.builds("main"); bs[0].Status != build.StatusFailed || !strings.Contains(bs[0].Error, "unknown instruction") {
+	if bs := fx.builds("main"); bs[0].Status != imagebuild.StatusFailed || !strings.Contains(bs[0].Error, "unknown instruction") {
 		t.Fatalf("newest build %+v, want failed with the Dockerfile error", bs[0])
 	}
 	if d, _ := fx.f.ResolveTag("shop", "main"); d != d2 {
@@ -216,7 +216,7 @@ func TestBuildContextAndDockerfileFromPlatform(t *testing.T) {
 	fx.git.Commit(map[string]string{"svc/build/Containerfile": "FROM busybox\n", "svc/app.txt": "x"}, "v1")
 	fx.platform("    context: svc\n    dockerfile: build/Containerfile\n    buildArgs: {GREETING: hi}\n")
 	fx.poll()
-	if bs := fx.builds("main"); len(bs) != 1 || bs[0].Status != build.StatusSucceeded || bs[0].Dockerfile != "build/Containerfile" {
+	if bs := fx.builds("main"); len(bs) != 1 || bs[0].Status != imagebuild.StatusSucceeded || bs[0].Dockerfile != "build/Containerfile" {
 		t.Fatalf("builds %+v, want a succeeded build of svc/build/Containerfile", bs)
 	}
 
@@ -224,7 +224,7 @@ func TestBuildContextAndDockerfileFromPlatform(t *testing.T) {
 	fx.git.Commit(map[string]string{"svc/app.txt": "y"}, "v2")
 	fx.poll()
 	bs := fx.builds("main")
-	if bs[0].Status != build.StatusFailed || !strings.Contains(bs[0].Error, `build context "missing"`) {
+	if bs[0].Status != imagebuild.StatusFailed || !strings.Contains(bs[0].Error, `build context "missing"`) {
 		t.Fatalf("newest build %+v, want failed naming the missing context", bs[0])
 	}
 }
@@ -495,10 +495,10 @@ func TestOddBranchNamesGetValidTags(t *testing.T) {
 	fx.platform("    branches: ['" + branch + "']\n")
 	fx.poll()
 	bs := fx.builds(branch)
-	if len(bs) != 1 || bs[0].Status != build.StatusSucceeded || bs[0].Commit != c {
+	if len(bs) != 1 || bs[0].Status != imagebuild.StatusSucceeded || bs[0].Commit != c {
 		t.Fatalf("builds of %q: %+v", branch, bs)
 	}
-	if got := bs[0].Refs[1]; got != "127.0.0.1:5000/shop:"+build.SanitizeTag(branch) || strings.ContainsAny(strings.TrimPrefix(got, "127.0.0.1:5000/shop:"), "/+#Ü") {
+	if got := bs[0].Refs[1]; got != "127.0.0.1:5000/shop:"+imagebuild.SanitizeTag(branch) || strings.ContainsAny(strings.TrimPrefix(got, "127.0.0.1:5000/shop:"), "/+#Ü") {
 		t.Fatalf("branch tag %q is not a valid sanitized tag", got)
 	}
 	if d, err := fx.f.ResolveTag("shop", branch); err != nil || d != bs[0].Digest {

@@ -25,4 +25,4 @@
 // Who may import it: the server wiring, the GitOps engine (to submit builds and find the newest
 // successful build of a branch) and the API/CLI layer (list, logs, cancel). It imports only
 // appliance/supervise and third-party modules.
-package build
+package imagebuild
