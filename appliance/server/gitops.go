@@ -31,7 +31,7 @@ func (s *Server) newGitOps(restCfg *rest.Config, p *platform) (*engine.Engine, s
 		ResyncInterval: s.cfg.ResyncInterval,
 		HealthTimeout:  s.cfg.HealthTimeout,
 		Domain:         s.cfg.Domain,
-		Registry:       "registry.gluebox.local",
+		Registry:       registry.Host,
 	}, engine.Deps{
 		Applier:     ap,
 		Secrets:     p.sec.Store(),

@@ -482,7 +482,7 @@ func (s *Server) Status() Status {
 }
 
 // registryMirrors points containerd at the built-in registry for its own address and the
-// short alias registry.gluebox.local.
+// short alias registry.Host.
 func registryMirrors(addr string) map[string]string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -492,7 +492,7 @@ func registryMirrors(addr string) map[string]string {
 		host = "127.0.0.1"
 	}
 	ep := "http://" + net.JoinHostPort(host, port)
-	return map[string]string{net.JoinHostPort(host, port): ep, "registry.gluebox.local": ep}
+	return map[string]string{net.JoinHostPort(host, port): ep, registry.Host: ep}
 }
 
 // hostResolvConf returns the resolver file with real upstream servers (systemd-resolved's
