@@ -10,7 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gluebox/gluebox/appliance/gitops/builds"
+	"github.com/gluebox/gluebox/appliance/gitops/follow"
+	"github.com/gluebox/gluebox/appliance/gitops/preview"
 	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
@@ -98,7 +99,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out struct {
-				Apps []builds.AppStatus `json:"apps"`
+				Apps []follow.AppStatus `json:"apps"`
 			}
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/build-sources", nil, &out); err != nil {
 				return err
@@ -128,7 +129,7 @@ func newPreviewsCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out struct {
-				Previews []builds.Preview `json:"previews"`
+				Previews []preview.Preview `json:"previews"`
 			}
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/previews", nil, &out); err != nil {
 				return err

@@ -130,9 +130,6 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	s.children = append(s.children, o.logs, o.metrics, o.collector)
 	s.mu.Unlock()
 	p.observe = o
-	if p.gitops != nil {
-		o.history = p.gitops
-	}
 	kubeState := supervise.Func{N: "kube-state-metrics", R: ks.Run, Ready: chanReady(ks.Ready())}
 	first := []supervise.Component{self, o.logs, o.metrics}
 	if s.shipper != nil {
@@ -192,9 +189,6 @@ func (c *glueboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDiskUsed, descDiskTotal, descEnvError, descEnvHealthy, descEnvHeld, descEnvApplied, descRepoError, descRegistry, descBackup, descCertExpiry, descObsRetention, descObsDisk, descObsBudget} {
 		ch <- d
 	}
-	if c.p.builds != nil {
-		c.p.builds.describe(ch)
-	}
 }
 
 func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
@@ -237,9 +231,6 @@ func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
 		if t, err := certExpiry(f); err == nil {
 			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(t.Unix()), name)
 		}
-	}
-	if c.p.builds != nil {
-		c.p.builds.collect(ch)
 	}
 	if o := c.p.observe; o != nil && o.metrics != nil {
 		ret, budget := o.metrics.Budget()

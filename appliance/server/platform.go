@@ -20,6 +20,10 @@ import (
 	"github.com/gluebox/gluebox/appliance/console"
 	"github.com/gluebox/gluebox/appliance/frontdoor"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
+	"github.com/gluebox/gluebox/appliance/gitops/follow"
+	gitopsplatform "github.com/gluebox/gluebox/appliance/gitops/platform"
+	"github.com/gluebox/gluebox/appliance/gitops/preview"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/secrets"
 	"github.com/gluebox/gluebox/appliance/secrets/kubesync"
@@ -37,8 +41,13 @@ type platform struct {
 	frontdoor *frontdoor.FrontDoor
 	observe   *observe
 	alerting  *alerting
-	builds    *buildService
+	images    *imagebuild.Service
+	previews  *preview.Store
+	follower  *follow.Follower
 	console   *console.Console
+	// platformYAML carries each synced platform.yaml from the engine to the follower and the
+	// alerting rules.
+	platformYAML *gitopsplatform.Publisher
 
 	gitopsMu       sync.Mutex
 	gitopsBindings map[string][]kubesync.Binding // namespace → bindings from externalSecret values
@@ -96,7 +105,7 @@ func (s *Server) newPlatform(cs kubernetes.Interface) (*platform, []supervise.Co
 		sec.Close()
 		return nil, nil, fmt.Errorf("%s: %w", bf.path, err)
 	}
-	p := &platform{reg: reg, sec: sec, syncer: syncer, bindings: bf}
+	p := &platform{reg: reg, sec: sec, syncer: syncer, bindings: bf, platformYAML: gitopsplatform.NewPublisher()}
 	comps := []supervise.Component{
 		supervise.Func{N: "registry", R: reg.Run, Ready: chanReady(reg.Ready())},
 		supervise.Func{N: "secrets", R: func(ctx context.Context) error {
@@ -138,8 +147,14 @@ func (p *platform) register(mux *http.ServeMux) {
 	if p.alerting != nil {
 		p.alerting.register(mux)
 	}
-	if p.builds != nil {
-		p.builds.register(mux)
+	if p.images != nil {
+		p.images.Routes(mux)
+	}
+	if p.previews != nil {
+		p.previews.Routes(mux)
+	}
+	if p.follower != nil {
+		p.follower.Routes(mux)
 	}
 	if p.console != nil {
 		p.registerConsole(mux)

@@ -33,6 +33,7 @@ import (
 	"github.com/gluebox/gluebox/appliance/bundle"
 	"github.com/gluebox/gluebox/appliance/config"
 	"github.com/gluebox/gluebox/appliance/dns"
+	"github.com/gluebox/gluebox/appliance/gitops/webhook"
 	"github.com/gluebox/gluebox/appliance/hostcheck"
 	"github.com/gluebox/gluebox/appliance/kube"
 	"github.com/gluebox/gluebox/appliance/localpath"
@@ -288,18 +289,11 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return nil, err
 	}
-	_, buildComps, err := s.newBuilds(bdl, plat)
-	if err != nil {
-		return nil, err
-	}
-	eng, gitopsComp, err := s.newGitOps(restCfg, plat)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := s.newFrontDoor(cs, eng, plat)
-	if err != nil {
-		return nil, err
-	}
+	// Constructed in dependency order (the supervisor's start order is the list below):
+	// observability first (the builder ships logs to it), then the build queue with its image
+	// index and the preview store, the engine (reads both, publishes platform.yaml), the
+	// follower (subscribes to platform.yaml, submits builds, triggers the engine) and the
+	// front door (its webhook receiver dispatches to the engine and the follower).
 	var obsFirst, obsLast []supervise.Component
 	if s.cfg.Observability {
 		o, first, last, err := s.newObserve(bdl, netw, certs, cs, plat)
@@ -312,8 +306,25 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		}
 		obsFirst, obsLast = append(first, alertComps...), last
 	}
+	images, previews, err := s.newBuilds(bdl, plat)
+	if err != nil {
+		return nil, err
+	}
+	eng, gitopsComp, err := s.newGitOps(restCfg, images.Index(), previews, plat)
+	if err != nil {
+		return nil, err
+	}
+	follower, err := s.newFollower(images, previews, eng, plat)
+	if err != nil {
+		return nil, err
+	}
+	buildComps := buildComponents(images, follower)
+	fd, err := s.newFrontDoor(cs, []webhook.Target{eng, follower}, plat)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
-	s.children = append(s.children, ctrd, clusterDNS, plat.builds.daemon.d)
+	s.children = append(s.children, ctrd, clusterDNS, images.Daemon())
 	s.plat = plat
 	s.mu.Unlock()
 	published := make(chan struct{})
