@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gluebox/gluebox/appliance/gitops/follow"
+	appfollow "github.com/gluebox/gluebox/appliance/gitops/follow"
 	"github.com/gluebox/gluebox/appliance/gitops/preview"
 	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
@@ -99,7 +99,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out struct {
-				Apps []follow.AppStatus `json:"apps"`
+				Apps []appfollow.AppStatus `json:"apps"`
 			}
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/build-sources", nil, &out); err != nil {
 				return err

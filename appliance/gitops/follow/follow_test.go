@@ -27,7 +27,7 @@ import (
 )
 
 // The queue is the real build queue; only its BuildFunc stands in for BuildKit (that is
-// tested in appliance/build and end to end): it "builds" the checked-out context by hashing
+// tested in appliance/imagebuild and end to end): it "builds" the checked-out context by hashing
 // its Dockerfile and app file, and fails on a Dockerfile that says BROKEN.
 func fakeBuild(ctx context.Context, req imagebuild.Request, log io.Writer) (imagebuild.Result, error) {
 	name := req.Dockerfile
