@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gluebox/gluebox/appliance/build"
 	"github.com/gluebox/gluebox/appliance/gitops/source/gittest"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 	"github.com/gluebox/gluebox/appliance/testnode"
 )
 
@@ -63,14 +63,14 @@ ingress: {enabled: true}
 	serving := func(want string, timeout time.Duration) error {
 		return frontDoorServes(client, "shop-prod.gluebox.local", "/", want, timeout)
 	}
-	buildOf := func(commit string) (build.Record, error) {
-		var rec build.Record
+	buildOf := func(commit string) (imagebuild.Record, error) {
+		var rec imagebuild.Record
 		err := testnode.Eventually(10*time.Minute, func() error {
 			out, err := n.Gluebox("build", "list", "--app", "shop", "--branch", "main", "--limit", "1", "--json")
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
 			}
-			var rs []build.Record
+			var rs []imagebuild.Record
 			if err := json.Unmarshal([]byte(out), &rs); err != nil {
 				return err
 			}
@@ -80,13 +80,13 @@ ingress: {enabled: true}
 			rec = rs[0]
 			return nil
 		})
-		if err == nil && rec.Status != build.StatusSucceeded {
+		if err == nil && rec.Status != imagebuild.StatusSucceeded {
 			logs, _ := n.Gluebox("build", "logs", rec.ID)
 			err = fmt.Errorf("build %s %s: %s\n%s", rec.ID, rec.Status, rec.Error, logs)
 		}
 		return rec, err
 	}
-	cached := func(rec build.Record) int {
+	cached := func(rec imagebuild.Record) int {
 		logs, _ := n.Gluebox("build", "logs", rec.ID)
 		return strings.Count(logs, " CACHED")
 	}

@@ -10,8 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gluebox/gluebox/appliance/build"
-	"github.com/gluebox/gluebox/appliance/gitops/builds"
+	appfollow "github.com/gluebox/gluebox/appliance/gitops/follow"
+	"github.com/gluebox/gluebox/appliance/gitops/preview"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
 // newBuildCmd returns `gluebox build`: list builds, print or follow their logs, cancel one.
@@ -37,7 +38,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 				v.Set("limit", strconv.Itoa(f.limit))
 			}
 			var out struct {
-				Builds []build.Record `json:"builds"`
+				Builds []imagebuild.Record `json:"builds"`
 			}
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/builds?"+v.Encode(), nil, &out); err != nil {
 				return err
@@ -83,7 +84,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Short: "Cancel a queued or running build",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r build.Record
+			var r imagebuild.Record
 			if err := g.client().Do(cmd.Context(), "POST", "/v1/builds/"+url.PathEscape(args[0])+"/cancel", nil, &r); err != nil {
 				return err
 			}
@@ -98,7 +99,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out struct {
-				Apps []builds.AppStatus `json:"apps"`
+				Apps []appfollow.AppStatus `json:"apps"`
 			}
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/build-sources", nil, &out); err != nil {
 				return err
@@ -128,7 +129,7 @@ func newPreviewsCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var out struct {
-				Previews []builds.Preview `json:"previews"`
+				Previews []preview.Preview `json:"previews"`
 			}
 			if err := g.client().Do(cmd.Context(), "GET", "/v1/previews", nil, &out); err != nil {
 				return err

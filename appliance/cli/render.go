@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gluebox/gluebox/appliance/gitops/render"
+	"github.com/gluebox/gluebox/appliance/registry"
 )
 
 // newAppCmd returns `gluebox app`: render a deployment-configurations repository offline,
@@ -44,7 +45,7 @@ func newAppCmd(g *globals) *cobra.Command {
 	f.StringVar(&repo, "repo", ".", "checked-out deployment-configurations repository")
 	f.StringVar(&opts.Domain, "domain", "gluebox.local", "DNS suffix of default hostnames")
 	f.StringVar(&opts.Commit, "commit", "", "commit SHA to label the objects with")
-	f.StringVar(&opts.Registry, "registry", "registry.gluebox.local", "registry used when values name none")
+	f.StringVar(&opts.Registry, "registry", registry.Host, "registry used when values name none")
 	f.StringVar(&opts.Overlay, "overlay", "", "env-overlay to use (default: chosen by the layout rules; \"-\" for none)")
 	f.BoolVar(&digestOnly, "digest", false, "print only the render's digest")
 	app.AddCommand(renderCmd)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gluebox/gluebox/appliance/build"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
 const shopValues = `image:
@@ -28,13 +28,13 @@ ingress:
 `
 
 // builds lists the builds of app's branch, newest first.
-func (n *node) builds(app, branch string) []build.Record {
+func (n *node) builds(app, branch string) []imagebuild.Record {
 	n.t.Helper()
 	out, err := n.Gluebox("build", "list", "--app", app, "--branch", branch, "--json")
 	if err != nil {
 		n.t.Fatalf("build list: %v\n%s", err, out)
 	}
-	var rs []build.Record
+	var rs []imagebuild.Record
 	if err := json.Unmarshal([]byte(out), &rs); err != nil {
 		n.t.Fatalf("build list --json: %v\n%s", err, out)
 	}
@@ -42,9 +42,9 @@ func (n *node) builds(app, branch string) []build.Record {
 }
 
 // buildOf waits for the newest build of app's branch to be of commit and final, and returns it.
-func (n *node) buildOf(app, branch, commit string, timeout time.Duration) build.Record {
+func (n *node) buildOf(app, branch, commit string, timeout time.Duration) imagebuild.Record {
 	n.t.Helper()
-	var rec build.Record
+	var rec imagebuild.Record
 	n.Eventually(fmt.Sprintf("build of %s %s at %s finished", app, branch, commit[:12]), timeout, func() error {
 		rs := n.builds(app, branch)
 		if len(rs) == 0 || rs[0].Commit != commit {
@@ -93,7 +93,7 @@ func TestBuilds(t *testing.T) {
 	const host = "shop-prod.gluebox.local"
 
 	first := n.buildOf("shop", "main", c1, 5*time.Minute)
-	if first.Status != build.StatusSucceeded {
+	if first.Status != imagebuild.StatusSucceeded {
 		out, _ := n.Gluebox("build", "logs", first.ID)
 		t.Fatalf("first build %+v\n%s", first, out)
 	}
@@ -111,7 +111,7 @@ func TestBuilds(t *testing.T) {
 	c2 := app.Commit(map[string]string{"message.txt": "shop v2\n"}, "v2")
 	n.pushWebhook(app.URL(), c1, c2)
 	second := n.buildOf("shop", "main", c2, 3*time.Minute)
-	if second.Status != build.StatusSucceeded || second.Digest == first.Digest {
+	if second.Status != imagebuild.StatusSucceeded || second.Digest == first.Digest {
 		t.Fatalf("second build %+v", second)
 	}
 	n.serves(host, "/", "shop v2", 2*time.Minute)
@@ -122,7 +122,7 @@ func TestBuilds(t *testing.T) {
 	// A broken Dockerfile: the build fails with the line named, v2 keeps serving.
 	c3 := app.Commit(map[string]string{"Dockerfile": "FROM busybox\nFORM busybox\n"}, "broken")
 	broken := n.buildOf("shop", "main", c3, 2*time.Minute)
-	if broken.Status != build.StatusFailed || !strings.Contains(broken.Error, "Dockerfile:2") {
+	if broken.Status != imagebuild.StatusFailed || !strings.Contains(broken.Error, "Dockerfile:2") {
 		t.Fatalf("broken build %+v, want failed naming Dockerfile:2", broken)
 	}
 	if logs, _ := n.Gluebox("build", "logs", broken.ID); !strings.Contains(logs, "unknown instruction") {
@@ -149,7 +149,7 @@ func TestBuilds(t *testing.T) {
 	pr := app.Commit(map[string]string{"Dockerfile": shopDockerfile, "message.txt": "shop pr 7\n"}, "pr 7")
 	app.SetRef("refs/pull/7/head", pr)
 	n.pullRequestWebhook(app.URL(), "opened", 7, "feature", pr)
-	if b := n.buildOf("shop", "pr-7", pr, 3*time.Minute); b.Status != build.StatusSucceeded {
+	if b := n.buildOf("shop", "pr-7", pr, 3*time.Minute); b.Status != imagebuild.StatusSucceeded {
 		t.Fatalf("pull request build %+v", b)
 	}
 	n.serves("shop-pr-7.gluebox.local", "/", "shop pr 7", 3*time.Minute)
@@ -172,7 +172,7 @@ func TestBuilds(t *testing.T) {
 	// The fixed Dockerfile on main deploys again.
 	app.Branch = "main"
 	c4 := app.Commit(map[string]string{"Dockerfile": shopDockerfile, "message.txt": "shop v4\n"}, "fixed")
-	if b := n.buildOf("shop", "main", c4, 3*time.Minute); b.Status != build.StatusSucceeded {
+	if b := n.buildOf("shop", "main", c4, 3*time.Minute); b.Status != imagebuild.StatusSucceeded {
 		t.Fatalf("fixed build %+v", b)
 	}
 	n.serves(host, "/", "shop v4", 2*time.Minute)

@@ -68,6 +68,7 @@ func (s *Server) newAlerting(bdl bundle.Dir, o *observe, p *platform) (*alerting
 	s.children = append(s.children, a.am, a.vma)
 	s.mu.Unlock()
 	p.alerting = a
+	p.platformYAML.Subscribe(a.svc.SetUserRules)
 	// The SMTP password lives in the secret store, which is up once this runs.
 	secretsStep := supervise.Func{N: "alert-receivers", R: func(ctx context.Context) error {
 		if s.cfg.AlertSMTPCredentials == "" {

@@ -125,9 +125,6 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	s.children = append(s.children, o.logs, o.metrics, o.collector)
 	s.mu.Unlock()
 	p.observe = o
-	if p.gitops != nil {
-		o.history = p.gitops
-	}
 	kubeState := supervise.Func{N: "kube-state-metrics", R: ks.Run, Ready: ks.WaitReady}
 	first := []supervise.Component{self, o.logs, o.metrics}
 	if s.shipper != nil {
@@ -187,9 +184,6 @@ func (c *glueboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDiskUsed, descDiskTotal, descEnvError, descEnvHealthy, descEnvHeld, descEnvApplied, descRepoError, descRegistry, descBackup, descCertExpiry, descObsRetention, descObsDisk, descObsBudget} {
 		ch <- d
 	}
-	if c.p.builds != nil {
-		c.p.builds.describe(ch)
-	}
 }
 
 func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
@@ -232,9 +226,6 @@ func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
 		if t, err := certExpiry(f); err == nil {
 			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(t.Unix()), name)
 		}
-	}
-	if c.p.builds != nil {
-		c.p.builds.collect(ch)
 	}
 	if o := c.p.observe; o != nil && o.metrics != nil {
 		ret, budget := o.metrics.Budget()

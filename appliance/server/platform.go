@@ -15,6 +15,10 @@ import (
 	"github.com/gluebox/gluebox/appliance/console"
 	"github.com/gluebox/gluebox/appliance/frontdoor"
 	"github.com/gluebox/gluebox/appliance/gitops/engine"
+	"github.com/gluebox/gluebox/appliance/gitops/follow"
+	gitopsplatform "github.com/gluebox/gluebox/appliance/gitops/platform"
+	"github.com/gluebox/gluebox/appliance/gitops/preview"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/secrets"
 	"github.com/gluebox/gluebox/appliance/secrets/kubesync"
@@ -32,8 +36,13 @@ type platform struct {
 	frontdoor *frontdoor.FrontDoor
 	observe   *observe
 	alerting  *alerting
-	builds    *buildService
+	images    *imagebuild.Service
+	previews  *preview.Store
+	follower  *follow.Follower
 	console   *console.Console
+	// platformYAML carries each synced platform.yaml from the engine to the follower and the
+	// alerting rules.
+	platformYAML *gitopsplatform.Publisher
 }
 
 // deployedDigests lists the image digests of every container running in the cluster, so the
@@ -83,7 +92,7 @@ func (s *Server) newPlatform(cs kubernetes.Interface) (*platform, []supervise.Co
 		sec.Close()
 		return nil, nil, err
 	}
-	p := &platform{reg: reg, sec: sec, syncer: syncer, bindings: bf}
+	p := &platform{reg: reg, sec: sec, syncer: syncer, bindings: bf, platformYAML: gitopsplatform.NewPublisher()}
 	comps := []supervise.Component{
 		supervise.Func{N: "registry", R: reg.Run, Ready: reg.WaitReady},
 		supervise.Func{N: "secrets", R: func(ctx context.Context) error {
@@ -124,7 +133,13 @@ func (p *platform) register(mux *http.ServeMux) {
 	for _, o := range owners {
 		o.Register(mux)
 	}
-	if p.builds != nil {
-		p.builds.register(mux)
+	if p.images != nil {
+		p.images.Routes(mux)
+	}
+	if p.previews != nil {
+		p.previews.Routes(mux)
+	}
+	if p.follower != nil {
+		p.follower.Routes(mux)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/gluebox/gluebox/appliance/bundle"
 	"github.com/gluebox/gluebox/appliance/config"
 	"github.com/gluebox/gluebox/appliance/dns"
+	"github.com/gluebox/gluebox/appliance/gitops/webhook"
 	"github.com/gluebox/gluebox/appliance/hostcheck"
 	"github.com/gluebox/gluebox/appliance/kube"
 	"github.com/gluebox/gluebox/appliance/localpath"
@@ -286,18 +287,11 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return nil, err
 	}
-	_, buildComps, err := s.newBuilds(bdl, plat)
-	if err != nil {
-		return nil, err
-	}
-	eng, gitopsComp, err := s.newGitOps(restCfg, plat)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := s.newFrontDoor(cs, eng, plat)
-	if err != nil {
-		return nil, err
-	}
+	// Constructed in dependency order (the supervisor's start order is the list below):
+	// observability first (the builder ships logs to it), then the build queue with its image
+	// index and the preview store, the engine (reads both, publishes platform.yaml), the
+	// follower (subscribes to platform.yaml, submits builds, triggers the engine) and the
+	// front door (its webhook receiver dispatches to the engine and the follower).
 	var obsFirst, obsLast []supervise.Component
 	if s.cfg.Observability {
 		o, first, last, err := s.newObserve(bdl, netw, certs, cs, plat)
@@ -310,8 +304,25 @@ func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 		}
 		obsFirst, obsLast = append(first, alertComps...), last
 	}
+	images, previews, err := s.newBuilds(bdl, plat)
+	if err != nil {
+		return nil, err
+	}
+	eng, gitopsComp, err := s.newGitOps(restCfg, images.Index(), previews, plat)
+	if err != nil {
+		return nil, err
+	}
+	follower, err := s.newFollower(images, previews, eng, plat)
+	if err != nil {
+		return nil, err
+	}
+	buildComps := buildComponents(images, follower)
+	fd, err := s.newFrontDoor(cs, []webhook.Target{eng, follower}, plat)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
-	s.children = append(s.children, ctrd, clusterDNS, plat.builds.daemon.d)
+	s.children = append(s.children, ctrd, clusterDNS, images.Daemon())
 	s.plat = plat
 	s.mu.Unlock()
 	published := make(chan struct{})
@@ -469,7 +480,7 @@ func (s *Server) Status() Status {
 }
 
 // registryMirrors points containerd at the built-in registry for its own address and the
-// short alias registry.gluebox.local.
+// short alias registry.Host.
 func registryMirrors(addr string) map[string]string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -479,7 +490,7 @@ func registryMirrors(addr string) map[string]string {
 		host = "127.0.0.1"
 	}
 	ep := "http://" + net.JoinHostPort(host, port)
-	return map[string]string{net.JoinHostPort(host, port): ep, "registry.gluebox.local": ep}
+	return map[string]string{net.JoinHostPort(host, port): ep, registry.Host: ep}
 }
 
 // hostResolvConf returns the resolver file with real upstream servers (systemd-resolved's

@@ -3,50 +3,23 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/gluebox/gluebox/appliance/gitops/builds"
+	"github.com/gluebox/gluebox/appliance/gitops/platform"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
-	"github.com/gluebox/gluebox/appliance/gitops/webhook"
 )
 
-// fakeBuilds is the engine's view of appliance/gitops/builds (tested on its own there):
-// branch → newest digest, and the built previews.
-type fakeBuilds struct {
-	mu       sync.Mutex
-	branches map[string]string
-	previews []builds.Preview
-	events   []webhook.Event
-}
-
-func (f *fakeBuilds) ResolveTag(repository, tag string) (string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if d, ok := f.branches[tag]; ok {
-		if d == "" {
-			return "", fmt.Errorf("image.tag %q: %w", tag, builds.ErrNoBuild)
-		}
-		return d, nil
-	}
-	return tag, nil
-}
-
-func (f *fakeBuilds) Previews(bool) []builds.Preview {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]builds.Preview(nil), f.previews...)
-}
-
-func (f *fakeBuilds) HandleEvent(ev webhook.Event) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.events = append(f.events, ev)
-	return true
-}
-
-func (f *fakeBuilds) CredentialsFor(string) (string, bool) { return "", false }
+// platformYAML lists the apps whose image tags follow their builds.
+const platformYAML = `apps:
+  - name: hello
+    repo: https://git.example/hello.git
+    branches: [main]
+  - name: shop
+    repo: https://git.example/shop.git
+    branches: [release]
+`
 
 func (te *testEngine) image(t *testing.T, ns string) string {
 	t.Helper()
@@ -64,12 +37,11 @@ func (te *testEngine) image(t *testing.T, ns string) string {
 
 func TestBuildsMoveEnvironmentsAndPreviewsComeAndGo(t *testing.T) {
 	te := newTestEngine(t)
-	fb := &fakeBuilds{branches: map[string]string{"main": ""}}
-	te.deps.Builds = fb
 	const d1, d2, dpr = "sha256:1111111111111111111111111111111111111111111111111111111111111111",
 		"sha256:2222222222222222222222222222222222222222222222222222222222222222",
 		"sha256:7777777777777777777777777777777777777777777777777777777777777777"
 	head := te.git.Commit(map[string]string{
+		"platform.yaml":                               platformYAML,
 		"apps/hello/envs/prod/values.yaml":            fmt.Sprintf(helloValues, 1),
 		"apps/hello/envs/previews/common/values.yaml": fmt.Sprintf(helloValues, 1),
 	}, "hello")
@@ -83,18 +55,19 @@ func TestBuildsMoveEnvironmentsAndPreviewsComeAndGo(t *testing.T) {
 		t.Fatalf("before the first build: %+v", e)
 	}
 
-	fb.mu.Lock()
-	fb.branches["main"] = d1
-	fb.mu.Unlock()
+	te.build(t, "hello", "main", "") // a failed build changes nothing
+	te.sync(t)
+	if e := te.env(t, "hello", "prod"); !strings.Contains(e.LastError, "no successful build yet") || e.Revision != 0 {
+		t.Fatalf("after a failed build: %+v", e)
+	}
+	te.build(t, "hello", "main", d1)
 	te.sync(t)
 	if img := te.image(t, "hello-prod"); img != "registry.gluebox.local/hello@"+d1 {
 		t.Fatalf("image %q, want the build's digest", img)
 	}
 
 	// A new build moves the environment: a new revision of the same commit, reason "build".
-	fb.mu.Lock()
-	fb.branches["main"] = d2
-	fb.mu.Unlock()
+	te.build(t, "hello", "main", d2)
 	te.sync(t)
 	if img := te.image(t, "hello-prod"); img != "registry.gluebox.local/hello@"+d2 {
 		t.Fatalf("image %q after a new build", img)
@@ -118,9 +91,11 @@ func TestBuildsMoveEnvironmentsAndPreviewsComeAndGo(t *testing.T) {
 	}
 
 	// A built preview gets its own environment running the pull request's image.
-	fb.mu.Lock()
-	fb.previews = []builds.Preview{{App: "hello", Number: 7, Digest: dpr}, {App: "not-in-repo", Number: 1, Digest: dpr}}
-	fb.mu.Unlock()
+	te.pullRequest("hello", 7, "opened")
+	te.pullRequest("not-in-repo", 1, "opened")
+	te.pullRequest("hello", 8, "opened") // not built yet: not deployed
+	te.build(t, "hello", "pr-7", dpr)
+	te.build(t, "not-in-repo", "pr-1", dpr)
 	te.sync(t)
 	if img := te.image(t, "hello-pr-7"); img != "registry.gluebox.local/hello@"+dpr {
 		t.Fatalf("preview image %q", img)
@@ -131,37 +106,67 @@ func TestBuildsMoveEnvironmentsAndPreviewsComeAndGo(t *testing.T) {
 	if _, err := te.st.Env("not-in-repo", "pr-1"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("a preview of an app without a folder was deployed: %v", err)
 	}
+	if _, err := te.st.Env("hello", "pr-8"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("a preview without a successful build was deployed: %v", err)
+	}
 
 	// The pull request closed: the preview is deleted, prod stays.
-	fb.mu.Lock()
-	fb.previews = nil
-	fb.mu.Unlock()
+	te.pullRequest("hello", 7, "closed")
 	te.sync(t)
 	if _, err := te.st.Env("hello", "pr-7"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("closed preview still recorded: %v", err)
 	}
-	if !strings.Contains(strings.Join(te.cluster.deleted, ","), "hello-pr-7") || strings.Contains(strings.Join(te.cluster.deleted, ","), "hello-prod") {
-		t.Fatalf("deleted namespaces %v, want hello-pr-7 only", te.cluster.deleted)
+	if _, _, deleted := te.cluster.count(); !slices.Contains(deleted, "hello-pr-7") || slices.Contains(deleted, "hello-prod") {
+		t.Fatalf("deleted namespaces %v, want hello-pr-7 only", deleted)
 	}
+}
 
-	// Webhook events reach the builds.
-	te.onEvent(webhook.Event{RepoURL: "https://git.example/app.git", Kind: webhook.KindPush})
-	if len(fb.events) != 1 {
-		t.Fatalf("events given to builds: %d", len(fb.events))
+func TestImageTagResolution(t *testing.T) {
+	te := newTestEngine(t)
+	d := "sha256:" + strings.Repeat("4", 64)
+	te.git.Commit(map[string]string{"platform.yaml": platformYAML}, "platform")
+	if _, err := te.SetRepo(te.ctx, state.RepoConfig{URL: te.git.URL()}); err != nil {
+		t.Fatal(err)
+	}
+	te.sync(t)
+	plat, err := platform.Parse([]byte(platformYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.build(t, "hello", "main", d)
+	te.build(t, "hello", "feature", "") // built by gluebox (e.g. the default branch), never succeeded
+	resolve := te.resolveTag(plat)
+	for _, c := range []struct{ app, tag, want, err string }{
+		{"hello", "main", d, ""},
+		{"hello", "v1.2.0", "v1.2.0", ""},                               // a tag pushed by hand
+		{"hello", strings.Repeat("c", 40), strings.Repeat("c", 40), ""}, // a commit SHA
+		{"hello", "", "", ""},
+		{"hello", d, d, ""},
+		{"hello", "feature", "", "no successful build yet"},
+		{"shop", "release", "", "gluebox build list --app shop"}, // listed in branches, nothing built
+		{"other-app", "main", "main", ""},                        // not in platform.yaml
+	} {
+		got, err := resolve(c.app, c.tag)
+		if got != c.want || (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("resolveTag(%s, %q) = %q, %v; want %q, error %q", c.app, c.tag, got, err, c.want, c.err)
+		}
+		if err != nil && !errors.Is(err, ErrNoBuild) {
+			t.Errorf("resolveTag(%s, %q) error %v does not wrap ErrNoBuild", c.app, c.tag, err)
+		}
 	}
 }
 
 func (te *testEngine) applies() int {
-	te.cluster.mu.Lock()
-	defer te.cluster.mu.Unlock()
-	return te.cluster.applies
+	n, _, _ := te.cluster.count()
+	return n
 }
 
 func TestTriggerAppsAppliesOnlyThoseApps(t *testing.T) {
 	te := newTestEngine(t)
-	fb := &fakeBuilds{branches: map[string]string{"main": "sha256:" + strings.Repeat("1", 64), "release": "sha256:" + strings.Repeat("2", 64)}}
-	te.deps.Builds = fb
+	te.build(t, "hello", "main", "sha256:"+strings.Repeat("1", 64))
+	te.build(t, "shop", "release", "sha256:"+strings.Repeat("2", 64))
 	te.git.Commit(map[string]string{
+		"platform.yaml":                               platformYAML,
 		"apps/hello/envs/prod/values.yaml":            fmt.Sprintf(helloValues, 1),
 		"apps/hello/envs/stage/values.yaml":           fmt.Sprintf(helloValues, 1),
 		"apps/shop/envs/prod/values.yaml":             strings.Replace(fmt.Sprintf(helloValues, 1), "tag: main", "tag: release", 1),
@@ -180,7 +185,7 @@ func TestTriggerAppsAppliesOnlyThoseApps(t *testing.T) {
 		t.Helper()
 		before := te.applies()
 		trigger()
-		te.syncOnce(te.ctx)
+		te.syncNow(t)
 		if n := te.applies() - before; n != want {
 			t.Fatalf("%s applied %d environments, want %d", what, n, want)
 		}
@@ -191,9 +196,7 @@ func TestTriggerAppsAppliesOnlyThoseApps(t *testing.T) {
 
 	// shop has a new build: only shop's environment is applied, with the new image.
 	d3 := "sha256:" + strings.Repeat("3", 64)
-	fb.mu.Lock()
-	fb.branches["release"] = d3
-	fb.mu.Unlock()
+	te.build(t, "shop", "release", d3)
 	syncAfter("TriggerApps(shop)", func() { te.TriggerApps("shop") }, 1)
 	if img := te.image(t, "shop-prod"); img != "registry.gluebox.local/shop@"+d3 {
 		t.Fatalf("shop-prod runs %q, want the new build", img)
@@ -207,18 +210,15 @@ func TestTriggerAppsAppliesOnlyThoseApps(t *testing.T) {
 
 	// A preview of hello appears: asking for hello applies hello's three environments.
 	dpr := "sha256:" + strings.Repeat("7", 64)
-	fb.mu.Lock()
-	fb.previews = []builds.Preview{{App: "hello", Number: 7, Digest: dpr}}
-	fb.mu.Unlock()
+	te.pullRequest("hello", 7, "opened")
+	te.build(t, "hello", "pr-7", dpr)
 	syncAfter("TriggerApps(hello): prod, stage and pr-7", func() { te.TriggerApps("hello") }, 3)
 	if img := te.image(t, "hello-pr-7"); img != "registry.gluebox.local/hello@"+dpr {
 		t.Fatalf("preview runs %q", img)
 	}
 
 	// The preview goes away while only shop is asked for: it is still removed.
-	fb.mu.Lock()
-	fb.previews = nil
-	fb.mu.Unlock()
+	te.pullRequest("hello", 7, "closed")
 	syncAfter("TriggerApps(shop)", func() { te.TriggerApps("shop") }, 1)
 	if _, err := te.st.Env("hello", "pr-7"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("closed preview still recorded after a partial sync: %v", err)

@@ -4,15 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gluebox/gluebox/appliance/gitops/apply"
+	"github.com/gluebox/gluebox/appliance/gitops/platform"
+	"github.com/gluebox/gluebox/appliance/gitops/preview"
 	"github.com/gluebox/gluebox/appliance/gitops/source/gittest"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 	"github.com/gluebox/gluebox/appliance/gitops/webhook"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
 // fakeCluster stands in for the Kubernetes API behind apply.Applier (the applier itself is
@@ -22,12 +30,29 @@ type fakeCluster struct {
 	applied  map[string]apply.Set // namespace → last set
 	deleted  []string
 	applies  int
+	waits    int
 	drift    []string // reported as configured by the next apply
 	waitErr  error
 	applyErr error
+	// gate, when set, holds every Apply until it is closed.
+	gate chan struct{}
+	// block makes Wait wait for its context (an environment that never becomes ready).
+	block bool
 }
 
-func (f *fakeCluster) Apply(_ context.Context, set apply.Set, _ []state.ObjRef) (apply.Result, error) {
+func newFakeCluster() *fakeCluster { return &fakeCluster{applied: map[string]apply.Set{}} }
+
+func (f *fakeCluster) Apply(ctx context.Context, set apply.Set, _ []state.ObjRef) (apply.Result, error) {
+	f.mu.Lock()
+	gate := f.gate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return apply.Result{}, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.applyErr != nil {
@@ -52,10 +77,28 @@ func (f *fakeCluster) Delete(_ context.Context, set apply.Set, inv []state.ObjRe
 	return nil, nil
 }
 
-func (f *fakeCluster) Wait(context.Context, []state.ObjRef, time.Duration) error {
+func (f *fakeCluster) Wait(ctx context.Context, _ []state.ObjRef, _ time.Duration) error {
+	f.mu.Lock()
+	f.waits++
+	block, err := f.block, f.waitErr
+	f.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return err
+}
+
+func (f *fakeCluster) set(change func(*fakeCluster)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.waitErr
+	change(f)
+}
+
+func (f *fakeCluster) count() (applies, waits int, deleted []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applies, f.waits, slices.Clone(f.deleted)
 }
 
 func (f *fakeCluster) replicas(t *testing.T, ns string) int64 {
@@ -95,6 +138,8 @@ type memSecrets struct {
 	m  map[string]map[string][]byte
 }
 
+func newMemSecrets() *memSecrets { return &memSecrets{m: map[string]map[string][]byte{}} }
+
 func (s *memSecrets) Values(_ context.Context, path string) (map[string][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -112,32 +157,131 @@ func (s *memSecrets) Set(_ context.Context, path string, values map[string][]byt
 	return 1, nil
 }
 
+// clock is the engine's clock in tests: it moves only when the test says.
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// testEngine is an engine running (Run) against a real Git server, a real build queue (only
+// its BuildFunc stands in for BuildKit) and a real preview store; the fake cluster stands in
+// for Kubernetes.
 type testEngine struct {
 	*Engine
-	cluster *fakeCluster
-	git     *gittest.Server
-	ctx     context.Context
-	clock   time.Time
+	cluster  *fakeCluster
+	git      *gittest.Server
+	secrets  *memSecrets
+	builds   *imagebuild.Queue
+	previews *preview.Store
+	ctx      context.Context
+	clock    *clock
+	done     chan error
+	stop     context.CancelFunc
 }
 
-func newTestEngine(t *testing.T) *testEngine {
+type engineOptions struct {
+	dir     string
+	git     *gittest.Server
+	cluster *fakeCluster
+	secrets *memSecrets
+	repo    state.RepoConfig
+	noRun   bool
+}
+
+func newTestEngine(t *testing.T) *testEngine { return newTestEngineWith(t, engineOptions{}) }
+
+func newTestEngineWith(t *testing.T, o engineOptions) *testEngine {
 	t.Helper()
-	te := &testEngine{cluster: &fakeCluster{applied: map[string]apply.Set{}}, git: gittest.NewServer(t), clock: time.Unix(1_800_000_000, 0)}
-	e, err := New(Config{Dir: t.TempDir(), Domain: "example.test", Registry: "registry.gluebox.local", HealthTimeout: time.Second},
-		Deps{Applier: te.cluster, Secrets: &memSecrets{m: map[string]map[string][]byte{}}})
+	if o.dir == "" {
+		o.dir = t.TempDir()
+	}
+	if o.git == nil {
+		o.git = gittest.NewServer(t)
+	}
+	if o.cluster == nil {
+		o.cluster = newFakeCluster()
+	}
+	if o.secrets == nil {
+		o.secrets = newMemSecrets()
+	}
+	te := &testEngine{cluster: o.cluster, git: o.git, secrets: o.secrets, clock: &clock{}, done: make(chan error, 1)}
+	te.clock.ns.Store(time.Unix(1_800_000_000, 0).UnixNano())
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	te.ctx, te.stop = ctx, cancel
+	q, err := imagebuild.NewQueue(imagebuild.QueueConfig{Dir: filepath.Join(o.dir, "builds")}, digestBuild, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.now = func() time.Time { return te.clock }
-	ctx, cancel := context.WithCancel(context.Background())
-	e.runCtx = ctx
+	qdone := make(chan error, 1)
+	go func() { qdone <- q.Run(ctx) }()
+	te.builds = q
+	te.previews, err = preview.New(preview.Config{Dir: filepath.Join(o.dir, "previews")}, q.Index(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Dir: o.dir, Repo: o.repo, Domain: "example.test", HealthTimeout: time.Second},
+		Deps{Applier: te.cluster, Secrets: te.secrets, Images: q.Index(), Previews: te.previews, Now: te.clock.now, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.Engine = e
+	if o.noRun {
+		te.done <- nil
+		t.Cleanup(func() { cancel(); <-qdone; e.st.Close() })
+		return te
+	}
+	go func() { te.done <- e.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		e.wg.Wait()
-		e.st.Close()
+		te.shutdown(t)
+		<-qdone
 	})
-	te.Engine, te.ctx = e, ctx
+	select {
+	case <-e.ready.C():
+	case err := <-te.done:
+		t.Fatalf("Run ended before it was ready: %v", err)
+	}
 	return te
+}
+
+// shutdown stops Run and waits for it.
+func (te *testEngine) shutdown(t *testing.T) {
+	t.Helper()
+	te.stop()
+	if err := <-te.done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	te.done <- nil // a second shutdown returns at once
+}
+
+// digestBuild is the queue's BuildFunc in engine tests: a build "pushes" the digest its
+// DIGEST build argument names, and fails when it names none.
+func digestBuild(_ context.Context, req imagebuild.Request, _ io.Writer) (imagebuild.Result, error) {
+	d := req.BuildArgs["DIGEST"]
+	if d == "" {
+		return imagebuild.Result{}, errors.New("build failed")
+	}
+	return imagebuild.Result{Digest: d, Refs: req.Refs}, nil
+}
+
+// build runs one build of (app, key) through the real queue; digest "" makes it fail.
+func (te *testEngine) build(t *testing.T, app, key, digest string) {
+	t.Helper()
+	rec, err := te.builds.Submit(imagebuild.Spec{App: app, Branch: key, Commit: strings.Repeat("c", 40),
+		Request: imagebuild.Request{ContextDir: t.TempDir(), BuildArgs: map[string]string{"DIGEST": digest}, Refs: []string{"registry.gluebox.local/" + app + ":" + key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(te.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := te.builds.Wait(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openPreview opens (action "opened") or closes ("closed") pull request n of app.
+func (te *testEngine) pullRequest(app string, n int64, action string) {
+	te.previews.PullRequest(platform.App{Name: app}, webhook.PullRequest{Number: n, Action: action, HeadSHA: strings.Repeat("a", 40)})
 }
 
 const helloValues = `image:
@@ -151,10 +295,21 @@ ingress:
   enabled: true
 `
 
+// sync makes a resync due and waits for the loop to run one.
 func (te *testEngine) sync(t *testing.T) {
 	t.Helper()
-	te.clock = te.clock.Add(2 * DefaultResyncInterval)
-	te.syncOnce(te.ctx)
+	te.clock.advance(2 * DefaultResyncInterval)
+	te.syncNow(t)
+}
+
+// syncNow waits for the loop to run a sync, with no resync due.
+func (te *testEngine) syncNow(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(te.ctx, 30*time.Second)
+	defer cancel()
+	if err := te.SyncNow(ctx); err != nil {
+		t.Fatalf("no sync: %v", err)
+	}
 }
 
 func (te *testEngine) env(t *testing.T, app, env string) state.Env {
@@ -196,14 +351,14 @@ func TestSyncLifecycle(t *testing.T) {
 	}
 
 	// Broken YAML: a clear error on the environment, nothing applied, revision 2 keeps running.
-	applies := te.cluster.applies
+	applies, _, _ := te.cluster.count()
 	te.git.Commit(map[string]string{"apps/hello/envs/dev/values.yaml": "deployment: [oops\n"}, "broken")
 	te.sync(t)
 	e = te.env(t, "hello", "dev")
 	if !strings.Contains(e.LastError, "values.yaml") || e.Revision != 2 || e.Commit != c2 {
 		t.Fatalf("after broken commit: %+v", e)
 	}
-	if te.cluster.applies != applies {
+	if n, _, _ := te.cluster.count(); n != applies {
 		t.Fatalf("a broken render was applied")
 	}
 
@@ -234,7 +389,7 @@ func TestSyncLifecycle(t *testing.T) {
 	if _, err := te.Release(te.ctx, "hello", "dev"); err != nil {
 		t.Fatal(err)
 	}
-	te.syncOnce(te.ctx)
+	te.syncNow(t)
 	if e = te.env(t, "hello", "dev"); e.Held || te.cluster.replicas(t, "hello-dev") != 2 {
 		t.Fatalf("after release: %+v", e)
 	}
@@ -254,9 +409,7 @@ func TestSyncLifecycle(t *testing.T) {
 
 	// Drift: an unchanged render whose apply changed something is reported.
 	rev := e.Revision
-	te.cluster.mu.Lock()
-	te.cluster.drift = []string{"Deployment/hello-dev/hello"}
-	te.cluster.mu.Unlock()
+	te.cluster.set(func(c *fakeCluster) { c.drift = []string{"Deployment/hello-dev/hello"} })
 	te.sync(t)
 	if e = te.env(t, "hello", "dev"); len(e.Drift) != 1 || e.Revision != rev {
 		t.Fatalf("drift not reported (or a revision added): %+v", e)
@@ -273,8 +426,8 @@ func TestSyncLifecycle(t *testing.T) {
 	if _, err := te.st.Env("hello", "dev"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("removed environment still recorded: %v", err)
 	}
-	if len(te.cluster.deleted) != 1 || te.cluster.deleted[0] != "hello-dev" {
-		t.Fatalf("deleted %v", te.cluster.deleted)
+	if _, _, deleted := te.cluster.count(); len(deleted) != 1 || deleted[0] != "hello-dev" {
+		t.Fatalf("deleted %v", deleted)
 	}
 }
 
@@ -297,9 +450,7 @@ func TestBadPlatformAndApplyErrorsKeepRunningVersion(t *testing.T) {
 	}
 
 	te.git.Commit(map[string]string{"platform.yaml": gittest.Deleted}, "drop platform")
-	te.cluster.mu.Lock()
-	te.cluster.applyErr = errors.New("admission webhook said no")
-	te.cluster.mu.Unlock()
+	te.cluster.set(func(c *fakeCluster) { c.applyErr = errors.New("admission webhook said no") })
 	te.sync(t)
 	if e := te.env(t, "hello", "dev"); !strings.Contains(e.LastError, "admission webhook said no") || e.Revision != 1 {
 		t.Fatalf("apply error not recorded: %+v", e)
@@ -324,69 +475,117 @@ func TestSetRepoRefusesUnreachable(t *testing.T) {
 
 func TestHealthRecorded(t *testing.T) {
 	te := newTestEngine(t)
-	te.cluster.waitErr = errors.New("Deployment/hello-dev/hello status: 'InProgress'")
+	te.cluster.set(func(c *fakeCluster) { c.waitErr = errors.New("Deployment/hello-dev/hello status: 'InProgress'") })
 	te.git.Commit(map[string]string{"apps/hello/envs/dev/values.yaml": fmt.Sprintf(helloValues, 1)}, "hello dev")
 	if _, err := te.SetRepo(te.ctx, state.RepoConfig{URL: te.git.URL()}); err != nil {
 		t.Fatal(err)
 	}
 	te.sync(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitFor(t, "health Degraded naming InProgress", func() bool {
 		e := te.env(t, "hello", "dev")
-		if e.Health == state.HealthDegraded && strings.Contains(e.HealthMessage, "InProgress") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health = %s %q, want Degraded", e.Health, e.HealthMessage)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	te.cluster.mu.Lock()
-	te.cluster.waitErr = nil
-	te.cluster.mu.Unlock()
+		return e.Health == state.HealthDegraded && strings.Contains(e.HealthMessage, "InProgress")
+	})
+	te.cluster.set(func(c *fakeCluster) { c.waitErr = nil })
 	te.sync(t) // a resync re-checks a degraded environment
-	for {
-		if e := te.env(t, "hello", "dev"); e.Health == state.HealthHealthy {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("environment never became healthy")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "health Healthy", func() bool { return te.env(t, "hello", "dev").Health == state.HealthHealthy })
 }
 
 func TestWebhookTriggersOnlyForFollowedRepo(t *testing.T) {
-	te := newTestEngine(t)
+	// Not running, so the loop does not take the sync it is asked for: the test sees it queued.
+	te := newTestEngineWith(t, engineOptions{noRun: true})
 	te.git.Commit(map[string]string{"README": "x"}, "init")
 	if _, err := te.SetRepo(te.ctx, state.RepoConfig{URL: te.git.URL(), Branch: "main"}); err != nil {
 		t.Fatal(err)
 	}
-	<-te.kick // SetRepo triggers a sync
+	asked := func() bool {
+		t.Helper()
+		if te.queue.Len() == 0 {
+			return false
+		}
+		item, _ := te.queue.Get()
+		te.queue.Done(item)
+		return true
+	}
+	if !asked() {
+		t.Fatal("SetRepo did not ask for a sync")
+	}
 	norm, err := webhook.NormalizeURL(te.git.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	te.onEvent(webhook.Event{RepoURL: norm + "-other", Kind: webhook.KindPush, Ref: "refs/heads/main"})
-	te.onEvent(webhook.Event{RepoURL: norm, Kind: webhook.KindPush, Ref: "refs/heads/feature"})
-	select {
-	case <-te.kick:
-		t.Fatal("an event for another repository or branch triggered a sync")
-	default:
+	te.HandleEvent(webhook.Event{RepoURL: norm + "-other", Kind: webhook.KindPush, Ref: "refs/heads/main"})
+	te.HandleEvent(webhook.Event{RepoURL: norm, Kind: webhook.KindPush, Ref: "refs/heads/feature"})
+	if asked() {
+		t.Fatal("an event for another repository or branch asked for a sync")
 	}
-	te.onEvent(webhook.Event{RepoURL: norm, Kind: webhook.KindPush, Ref: "refs/heads/main"})
-	select {
-	case <-te.kick:
-	default:
-		t.Fatal("a push to the followed branch did not trigger a sync")
+	te.HandleEvent(webhook.Event{RepoURL: norm, Kind: webhook.KindPush, Ref: "refs/heads/main"})
+	if !asked() {
+		t.Fatal("a push to the followed branch did not ask for a sync")
+	}
+	if _, ok := te.WebhookSecret(norm); ok {
+		t.Fatal("a webhook secret was offered before Run created it")
 	}
 	if err := te.ensureWebhookSecret(te.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if sec, ok := te.webhookSecret(norm); !ok || len(sec) < 32 {
+	if sec, ok := te.WebhookSecret(norm); !ok || len(sec) < 32 {
 		t.Fatalf("webhook secret = %q, %v", sec, ok)
 	}
-	if _, ok := te.webhookSecret(norm + "-other"); ok {
+	if _, ok := te.WebhookSecret(norm + "-other"); ok {
 		t.Fatal("a secret was offered for a repository gluebox does not follow")
+	}
+}
+
+// TestRunOrder checks what Run does before its first sync: the webhook secret exists when
+// Ready closes, and the health watches of environments that were progressing at shutdown are
+// resumed before the first sync applies anything.
+func TestRunOrder(t *testing.T) {
+	dir, git := t.TempDir(), gittest.NewServer(t)
+	git.Commit(map[string]string{"apps/hello/envs/dev/values.yaml": fmt.Sprintf(helloValues, 1)}, "hello dev")
+	repo := state.RepoConfig{URL: git.URL()}
+
+	// A first run applies hello/dev, which never becomes ready before it stops.
+	first := newFakeCluster()
+	first.block = true
+	te := newTestEngineWith(t, engineOptions{dir: dir, git: git, cluster: first, repo: repo})
+	te.syncNow(t)
+	if e := te.env(t, "hello", "dev"); e.Health != state.HealthProgressing || e.Revision != 1 {
+		t.Fatalf("in the first run: %+v, want revision 1 progressing", e)
+	}
+	te.shutdown(t)
+
+	// The second run's cluster holds every apply until the test lets it go.
+	second := newFakeCluster()
+	second.gate = make(chan struct{})
+	secrets := newMemSecrets()
+	te = newTestEngineWith(t, engineOptions{dir: dir, git: git, cluster: second, secrets: secrets, repo: repo})
+	if v, err := secrets.Values(te.ctx, WebhookSecretPath); err != nil || len(v["secret"]) == 0 {
+		t.Fatalf("webhook secret when Ready closed: %v, %v", v, err)
+	}
+	waitFor(t, "the resumed health watch to record hello/dev healthy", func() bool {
+		return te.env(t, "hello", "dev").Health == state.HealthHealthy
+	})
+	if applies, _, _ := second.count(); applies != 0 {
+		t.Fatalf("%d applies before the health watch was resumed", applies)
+	}
+	close(second.gate)
+	te.syncNow(t)
+	if applies, _, _ := second.count(); applies != 1 {
+		t.Fatalf("first sync applied %d environments, want 1", applies)
+	}
+	if e := te.env(t, "hello", "dev"); e.Revision != 1 || e.LastError != "" {
+		t.Fatalf("after the first sync of the second run: %+v", e)
+	}
+}
+
+// waitFor polls cond until it holds, failing after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

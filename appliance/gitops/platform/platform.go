@@ -14,7 +14,9 @@
 //
 // It owns the file's schema and its checks; unknown keys and bad values are errors naming the
 // line and key. A missing platform.yaml is an empty Platform (an app folder alone deploys).
-// Pure functions only; the GitOps engine and the builder import it.
+// Pure functions, plus the Publisher that hands each synced platform.yaml from the GitOps engine
+// to its subscribers (the app follower, the alerting rules). The GitOps packages and the server
+// wiring import it.
 package platform
 
 import (

@@ -11,8 +11,9 @@
 // Lifecycle: none. A Receiver is an http.Handler with no goroutines and nothing to close;
 // it is ready as soon as New returns and may be dropped at any time.
 //
-// Importers: the GitOps engine (appliance/gitops), which builds the Receiver from its
-// repository list and mounts it on the front door. Nothing else should need it.
+// Importers: the server wiring, which builds one Receiver for the GitOps engine and the app
+// follower with Dispatch and mounts it on the front door; the engine and the follower, which
+// are its Targets.
 //
 // Replies are deliberately dull. A delivery for a repository gluebox does not follow, a
 // replayed delivery and an accepted one all get the same 202 reply, so the reply does not

@@ -1,5 +1,5 @@
 // Command buildkit-client is gluebox's BuildKit client, bundled next to buildkitd and run by
-// appliance/build as a child process (the BuildKit Go client lives in this module so its
+// appliance/imagebuild as a child process (the BuildKit Go client lives in this module so its
 // dependencies never move the versions Kubernetes pins in gluebox's own module):
 //
 //	buildkit-client workers --addr unix:///path/buildkitd.sock
@@ -10,7 +10,7 @@
 //	    is written to the result file as JSON, on failure too, and the exit status is 0 only on
 //	    success. SIGTERM or SIGINT cancels the build.
 //
-// The request and result types are mirrored in appliance/build/client.go: change both together.
+// The request and result types are mirrored in appliance/imagebuild/client.go: change both together.
 package main
 
 import (

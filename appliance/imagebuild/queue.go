@@ -1,4 +1,4 @@
-package build
+package imagebuild
 
 import (
 	"context"
@@ -115,8 +115,19 @@ type QueueConfig struct {
 type QueueOption func(*Queue)
 
 // WithOnFinish calls f with the record of every build that reaches a final status (from its
-// own goroutine; f must not block for long).
-func WithOnFinish(f func(Record)) QueueOption { return func(q *Queue) { q.onFinish = f } }
+// own goroutine; f must not block for long). See Queue.OnFinish.
+func WithOnFinish(f func(Record)) QueueOption {
+	return func(q *Queue) { q.onFinish = append(q.onFinish, f) }
+}
+
+// OnFinish adds f to the functions called with the record of every build that reaches a final
+// status, each from its own goroutine (f must not block for long). Consumers of the queue
+// subscribe in their constructors, before Run.
+func (q *Queue) OnFinish(f func(Record)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.onFinish = append(q.onFinish, f)
+}
 
 // Errors of Queue methods.
 var (
@@ -133,18 +144,18 @@ var (
 // Queue runs builds. Use NewQueue, then Run; Submit, Cancel, Get, List, Logs and Wait may be
 // called at any time, also before Run.
 type Queue struct {
-	cfg      QueueConfig
-	build    BuildFunc
-	log      *slog.Logger
-	onFinish func(Record)
-	kick     chan struct{}
+	cfg   QueueConfig
+	build BuildFunc
+	log   *slog.Logger
+	kick  chan struct{}
 
-	mu      sync.Mutex
-	nextID  int64
-	records []*Record       // oldest first
-	jobs    map[string]*job // queued and running builds
-	running map[string]*job // by key
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	onFinish []func(Record)
+	nextID   int64
+	records  []*Record       // oldest first
+	jobs     map[string]*job // queued and running builds
+	running  map[string]*job // by key
+	wg       sync.WaitGroup
 }
 
 type job struct {
@@ -369,15 +380,16 @@ func (q *Queue) finishLocked(j *job, st Status, errMsg string, now time.Time) {
 	}
 	close(j.done)
 	j.notify.signal()
-	if q.onFinish != nil {
+	for _, f := range q.onFinish {
 		rec := *j.rec
-		go q.onFinish(rec)
+		rec.Refs = slices.Clone(j.rec.Refs)
+		go f(rec)
 	}
 	q.log.Info("build finished", "id", j.rec.ID, "app", j.rec.App, "branch", j.rec.Branch, "status", st, "err", errMsg)
 }
 
 // Name implements supervise.Component.
-func (q *Queue) Name() string { return "builds" }
+func (q *Queue) Name() string { return "build-queue" }
 
 // WaitReady implements supervise.Component; the queue is ready once constructed.
 func (q *Queue) WaitReady(context.Context) error { return nil }

@@ -1,4 +1,4 @@
-package builds
+package follow
 
 import (
 	"bytes"
@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gluebox/gluebox/appliance/build"
 	"github.com/gluebox/gluebox/appliance/gitops/platform"
 	"github.com/gluebox/gluebox/appliance/gitops/render"
+	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
 // Commit statuses: when platform.yaml gives an app `status: {provider: ...}`, every build is
@@ -128,19 +128,19 @@ func clip(s string, n int) string {
 
 // postStatus reports build r of app a, unless the app has no status setting. It runs in its
 // own goroutine and only logs failures.
-func (f *Follower) postStatus(a platform.App, r build.Record) {
+func (f *Follower) postStatus(a platform.App, r imagebuild.Record) {
 	if a.Status == nil || r.Commit == "" {
 		return
 	}
 	state, desc := "pending", fmt.Sprintf("build %s queued", r.ID)
 	switch r.Status {
-	case build.StatusRunning:
+	case imagebuild.StatusRunning:
 		desc = fmt.Sprintf("build %s running", r.ID)
-	case build.StatusSucceeded:
+	case imagebuild.StatusSucceeded:
 		state, desc = "success", fmt.Sprintf("build %s pushed %s in %s", r.ID, short(strings.TrimPrefix(r.Digest, "sha256:")), r.Duration().Round(time.Second))
-	case build.StatusFailed:
+	case imagebuild.StatusFailed:
 		state, desc = "failure", fmt.Sprintf("build %s failed: %s (gluebox build logs %s)", r.ID, r.Error, r.ID)
-	case build.StatusCancelled:
+	case imagebuild.StatusCancelled:
 		state, desc = "error", fmt.Sprintf("build %s cancelled: %s", r.ID, r.Error)
 	}
 	var target string

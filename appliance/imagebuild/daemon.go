@@ -1,4 +1,4 @@
-package build
+package imagebuild
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
@@ -21,7 +22,7 @@ import (
 const (
 	DefaultNamespace          = "buildkit"
 	DefaultRegistry           = "127.0.0.1:5000"
-	DefaultRegistryAlias      = "registry.gluebox.local"
+	DefaultRegistryAlias      = registry.Host
 	DefaultNetworkMode        = "host"
 	DefaultMaxCacheBytes      = 10 << 30
 	DefaultReservedCacheBytes = 1 << 30

@@ -1,6 +1,8 @@
-// Package build owns gluebox's image builder: BuildKit's buildkitd as a supervised child on
-// gluebox's containerd (Daemon), Dockerfile builds pushed to the built-in registry (Builder),
-// and the build queue with its records and log files (Queue).
+// Package imagebuild owns gluebox's image builder: BuildKit's buildkitd as a supervised child
+// on gluebox's containerd (Daemon, started on the first build by LazyDaemon), Dockerfile builds
+// pushed to the built-in registry (Builder), the build queue with its records and log files
+// (Queue), the image index built from them (Index), and the builds API, metrics and log
+// shipping (Service).
 //
 // How the parts fit:
 //
@@ -18,11 +20,18 @@
 //     be followed while it runs, and persists its records so `gluebox build list` survives
 //     restarts. It knows nothing of Git or BuildKit: callers hand it a checked-out context
 //     directory and the refs to push, and a BuildFunc (normally Builder.Build) does the work.
+//     Consumers subscribe to finished builds with OnFinish.
+//   - Index answers (app, branch or "pr-<n>") → the newest successful build's digest, from the
+//     queue's records: the GitOps engine and the preview store read it.
+//   - Service puts them together as gluebox runs them: buildkitd idle until the first build,
+//     the build metrics (Collector), every finished build's log shipped to a LogSink (the logs
+//     store), and the API routes (Routes, in http.go).
 //
-// Lifecycle: NewDaemon, then Run (until its context ends) and WaitReady; NewBuilder needs no
-// start; NewQueue loads the records, Run dispatches builds until its context ends.
+// Lifecycle: NewService (or NewDaemon, NewBuilder and NewQueue on their own); the supervisor
+// runs Service.Components: buildkitd waits for the first build, the queue dispatches builds
+// until its context ends.
 //
-// Who may import it: the server wiring, the GitOps engine (to submit builds and find the newest
-// successful build of a branch) and the API/CLI layer (list, logs, cancel). It imports only
-// appliance/supervise and third-party modules.
-package build
+// Who may import it: the server wiring, the GitOps packages (follow submits builds, preview and
+// engine read the Index) and the API/CLI layer (record types). It imports appliance/api,
+// logs, registry and supervise and third-party modules.
+package imagebuild
