@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	appfollow "github.com/gluebox/gluebox/appliance/gitops/follow"
-	"github.com/gluebox/gluebox/appliance/gitops/preview"
 	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
 
@@ -28,27 +25,16 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Short: "List builds, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := url.Values{}
-			for k, val := range map[string]string{"app": f.app, "branch": f.branch, "status": f.status} {
-				if val != "" {
-					v.Set(k, val)
-				}
-			}
-			if f.limit > 0 {
-				v.Set("limit", strconv.Itoa(f.limit))
-			}
-			var out struct {
-				Builds []imagebuild.Record `json:"builds"`
-			}
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/builds?"+v.Encode(), nil, &out); err != nil {
+			builds, err := g.api().Builds(cmd.Context(), imagebuild.Filter{App: f.app, Branch: f.branch, Status: imagebuild.Status(f.status), Limit: f.limit})
+			if err != nil {
 				return err
 			}
 			if f.asJSON {
-				return printJSON(cmd.OutOrStdout(), out.Builds)
+				return printJSON(cmd.OutOrStdout(), builds)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tAPP\tBRANCH\tCOMMIT\tSTATUS\tDURATION\tQUEUED\tERROR")
-			for _, r := range out.Builds {
+			for _, r := range builds {
 				dur := "-"
 				if d := r.Duration(); d > 0 {
 					dur = d.Round(100 * time.Millisecond).String()
@@ -74,7 +60,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 			if _, err := strconv.ParseUint(args[0], 10, 64); err != nil {
 				return fmt.Errorf("build id %q is not a number: see `gluebox build list`", args[0])
 			}
-			return g.client().Stream(cmd.Context(), "GET", "/v1/builds/"+args[0]+"/logs?follow="+strconv.FormatBool(follow), nil, cmd.OutOrStdout())
+			return g.api().BuildLogs(cmd.Context(), args[0], follow, cmd.OutOrStdout())
 		},
 	}
 	logsCmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the build ends")
@@ -84,8 +70,8 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Short: "Cancel a queued or running build",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r imagebuild.Record
-			if err := g.client().Do(cmd.Context(), "POST", "/v1/builds/"+url.PathEscape(args[0])+"/cancel", nil, &r); err != nil {
+			r, err := g.api().CancelBuild(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "build %s: %s\n", r.ID, r.Status)
@@ -98,15 +84,13 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Short: "What the last poll saw of each app repository in platform.yaml",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Apps []appfollow.AppStatus `json:"apps"`
-			}
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/build-sources", nil, &out); err != nil {
+			apps, err := g.api().BuildSources(cmd.Context())
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "APP\tREPO\tBUILDING\tHEADS\tPROBLEM")
-			for _, a := range out.Apps {
+			for _, a := range apps {
 				var heads []string
 				for _, b := range a.Building {
 					heads = append(heads, b+"="+short(a.Heads[b]))
@@ -128,18 +112,16 @@ func newPreviewsCmd(g *globals) *cobra.Command {
 		Short: "List the pull-request preview environments",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Previews []preview.Preview `json:"previews"`
-			}
-			if err := g.client().Do(cmd.Context(), "GET", "/v1/previews", nil, &out); err != nil {
+			previews, err := g.api().Previews(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), out.Previews)
+				return printJSON(cmd.OutOrStdout(), previews)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "APP\tPR\tENV\tHEAD\tBUILT\tVIA\tUPDATED")
-			for _, p := range out.Previews {
+			for _, p := range previews {
 				built := "waiting for its first build"
 				if p.Digest != "" {
 					built = short(p.BuiltCommit)

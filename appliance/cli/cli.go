@@ -23,7 +23,6 @@ import (
 
 	gbembed "github.com/gluebox/gluebox/embed"
 
-	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/cleanup"
 	"github.com/gluebox/gluebox/appliance/client"
 	"github.com/gluebox/gluebox/appliance/config"
@@ -111,10 +110,6 @@ func (g *globals) takeDataDir(args []string) []string {
 // api returns the typed client of the selected instance's local API; it is called when a
 // command runs, so --data-dir is parsed first.
 func (g *globals) api() *client.Client { return client.New(g.socket()) }
-
-// client returns the untyped client, for build.go's routes only, until they are in the typed
-// client too.
-func (g *globals) client() *api.Client { return api.NewClient(g.socket()) }
 
 func (g *globals) socket() string {
 	l, err := g.layout()

@@ -9,15 +9,15 @@ import (
 )
 
 // The builds API. Every route string of this package is here.
-const (
-	// routeList answers ?app=&branch=&status=&limit= with the matching records, newest first.
-	routeList = "GET /v1/builds"
-	// routeGet answers one record.
-	routeGet = "GET /v1/builds/{id}"
-	// routeLogs streams a build's log; with ?follow=true until the build ends.
-	routeLogs = "GET /v1/builds/{id}/logs"
-	// routeCancel cancels a queued or running build and answers its record.
-	routeCancel = "POST /v1/builds/{id}/cancel"
+var (
+	// RouteList answers ?app=&branch=&status=&limit= with the matching records, newest first.
+	RouteList = api.Route{Method: http.MethodGet, Pattern: "/v1/builds"}
+	// RouteGet answers one record.
+	RouteGet = api.Route{Method: http.MethodGet, Pattern: "/v1/builds/{id}"}
+	// RouteLogs streams a build's log; with ?follow=true until the build ends.
+	RouteLogs = api.Route{Method: http.MethodGet, Pattern: "/v1/builds/{id}/logs"}
+	// RouteCancel cancels a queued or running build and answers its record.
+	RouteCancel = api.Route{Method: http.MethodPost, Pattern: "/v1/builds/{id}/cancel"}
 )
 
 // ListResponse is the body of GET /v1/builds.
@@ -25,12 +25,14 @@ type ListResponse struct {
 	Builds []Record `json:"builds"`
 }
 
-// Routes adds the builds API to mux.
-func (q *Queue) Routes(mux *http.ServeMux) {
-	mux.HandleFunc(routeList, q.handleList)
-	mux.HandleFunc(routeGet, q.handleGet)
-	mux.HandleFunc(routeLogs, q.handleLogs)
-	mux.HandleFunc(routeCancel, q.handleCancel)
+var _ api.Registrar = (*Queue)(nil)
+
+// Register adds the builds API to mux.
+func (q *Queue) Register(mux *http.ServeMux) {
+	RouteList.Register(mux, q.handleList)
+	RouteGet.Register(mux, q.handleGet)
+	RouteLogs.Register(mux, q.handleLogs)
+	RouteCancel.Register(mux, q.handleCancel)
 }
 
 func (q *Queue) handleList(w http.ResponseWriter, r *http.Request) {

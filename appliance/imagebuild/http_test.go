@@ -17,7 +17,7 @@ func TestRoutes(t *testing.T) {
 	tq.fake.step(t, "one", fakeStep{done: true})
 	tq.wait(t, r.ID)
 	mux := http.NewServeMux()
-	tq.Routes(mux)
+	tq.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	do := func(method, path string) (int, string) {

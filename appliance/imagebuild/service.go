@@ -101,4 +101,4 @@ func (s *Service) Collector(apps Apps) prometheus.Collector {
 }
 
 // Routes adds the builds API to mux (see http.go).
-func (s *Service) Routes(mux *http.ServeMux) { s.queue.Routes(mux) }
+func (s *Service) Register(mux *http.ServeMux) { s.queue.Register(mux) }

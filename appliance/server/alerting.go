@@ -3,23 +3,24 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
 
 	"github.com/gluebox/gluebox/appliance/alerts"
 	"github.com/gluebox/gluebox/appliance/bundle"
+	"github.com/gluebox/gluebox/appliance/secrets"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
-// alerting is vmalert (rules over the metrics and logs stores) and Alertmanager (grouping,
-// silences, receivers), with the user rules of platform.yaml.
-type alerting struct {
-	s      *Server
-	p      *platform
+// alertingStack is vmalert (rules over the metrics and logs stores) and Alertmanager
+// (grouping, silences, receivers); svc serves the alerting routes and takes platform.yaml's
+// user rules.
+type alertingStack struct {
 	am     *alerts.Alertmanager
 	vma    *alerts.VMAlert
 	notify alerts.Notify
-	// svc serves the alerting routes and keeps what became of platform.yaml's rules.
-	svc *alerts.Service
+	svc    *alerts.Service
 }
 
 // notifyConfig builds Alertmanager's routing from the config; the SMTP password is read from
@@ -41,11 +42,11 @@ func (s *Server) notifyConfig() alerts.Notify {
 	return n
 }
 
-func (s *Server) newAlerting(bdl bundle.Dir, o *observe, p *platform) (*alerting, []supervise.Component, error) {
+func (s *Server) newAlerting(bdl bundle.Dir, o *observe) (*alertingStack, error) {
 	l := s.layout
-	a := &alerting{s: s, p: p, notify: s.notifyConfig()}
+	a := &alertingStack{notify: s.notifyConfig()}
 	if err := a.notify.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("alert notifications: %w", err)
+		return nil, fmt.Errorf("alert notifications: %w", err)
 	}
 	var err error
 	a.am, err = alerts.NewAlertmanager(alerts.AlertmanagerConfig{
@@ -53,7 +54,7 @@ func (s *Server) newAlerting(bdl bundle.Dir, o *observe, p *platform) (*alerting
 		Notify: a.notify, Limits: s.childLimits(s.cfg.AlertingMemoryLimit, "--alerting-memory-limit", alerts.DefaultCPULimit),
 	}, s.log.With("component", "alertmanager"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	a.vma, err = alerts.NewVMAlert(alerts.VMAlertConfig{
 		Binary: bdl.Bin("vmalert"), Dir: l.Join("alerts", "vmalert"), LogFile: filepath.Join(l.LogDir(), "vmalert.log"),
@@ -61,35 +62,39 @@ func (s *Server) newAlerting(bdl bundle.Dir, o *observe, p *platform) (*alerting
 		EvaluationInterval: s.cfg.AlertEvaluationInterval, Limits: s.childLimits(s.cfg.AlertingMemoryLimit, "--alerting-memory-limit", alerts.DefaultCPULimit),
 	}, s.log.With("component", "vmalert"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	a.svc = alerts.NewService(a.am.Client(), a.vma, a.notify.ReceiverNames(), s.log)
-	s.mu.Lock()
-	s.children = append(s.children, a.am, a.vma)
-	s.mu.Unlock()
-	p.alerting = a
-	p.platformYAML.Subscribe(a.svc.SetUserRules)
-	// The SMTP password lives in the secret store, which is up once this runs.
-	secretsStep := supervise.Func{N: "alert-receivers", R: func(ctx context.Context) error {
-		if s.cfg.AlertSMTPCredentials == "" {
+	return a, nil
+}
+
+// components are Alertmanager, vmalert and a step that gives Alertmanager the SMTP
+// credentials (secret-store path smtp, "" for none) once the secret store is up.
+func (a *alertingStack) components(smtp string, store *secrets.Store, log *slog.Logger) []supervise.Component {
+	receivers := supervise.Func{N: "alert-receivers", R: func(ctx context.Context) error {
+		if smtp == "" {
 			<-ctx.Done()
 			return nil
 		}
-		v, err := p.sec.Store().Values(ctx, s.cfg.AlertSMTPCredentials)
+		v, err := store.Values(ctx, smtp)
 		if err != nil {
-			s.log.Warn("alert mails are sent without SMTP authentication", "err", err)
+			log.Warn("alert mails are sent without SMTP authentication", "err", err)
 		} else {
-			for i := range a.notify.Receivers {
-				if e := a.notify.Receivers[i].Email; e != nil {
-					e.Username, e.Password = string(v["username"]), string(v["password"])
+			n := a.notify
+			n.Receivers = slices.Clone(n.Receivers)
+			for i := range n.Receivers {
+				if e := n.Receivers[i].Email; e != nil {
+					withAuth := *e
+					withAuth.Username, withAuth.Password = string(v["username"]), string(v["password"])
+					n.Receivers[i].Email = &withAuth
 				}
 			}
-			if err := a.am.Apply(ctx, a.notify); err != nil {
-				s.log.Error("cannot apply alert receivers", "err", err)
+			if err := a.am.Apply(ctx, n); err != nil {
+				log.Error("cannot apply alert receivers", "err", err)
 			}
 		}
 		<-ctx.Done()
 		return nil
 	}}
-	return a, []supervise.Component{a.am, a.vma, secretsStep}, nil
+	return []supervise.Component{a.am, a.vma, receivers}
 }

@@ -4,27 +4,23 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"path/filepath"
+	"log/slog"
 
 	"github.com/gluebox/gluebox/appliance/console"
+	"github.com/gluebox/gluebox/appliance/secrets"
 )
 
 // ConsolePasswordPath is the secret-store path of the console's login password (key
 // "password"), created on first start; `gluebox secret set` changes it.
 const ConsolePasswordPath = "secret/gluebox/console"
 
-// newConsole builds the web console on --console-addr: the login, and VictoriaMetrics' query
-// UI behind it when observability runs.
-func (s *Server) newConsole(p *platform) (*console.Console, error) {
-	var tools []console.Tool
-	if p.observe != nil && p.observe.metrics != nil {
-		tools = append(tools, console.Tool{Prefix: "/metrics/", Title: "Metrics (VictoriaMetrics query UI)", Handler: p.observe.metrics.UIHandler("/metrics")})
-	}
-	store := p.sec.Store()
-	c, err := console.New(console.Config{
-		Addr:    s.cfg.ConsoleAddr,
-		CertDir: filepath.Join(s.layout.PKIDir(), "console"),
-		Hosts:   []string{s.cfg.NodeIP},
+// newConsole builds the web console on addr: the login (its password in the secret store at
+// ConsolePasswordPath) and the tools behind it.
+func newConsole(addr, certDir, nodeIP string, store *secrets.Store, tools []console.Tool, log *slog.Logger) (*console.Console, error) {
+	return console.New(console.Config{
+		Addr:    addr,
+		CertDir: certDir,
+		Hosts:   []string{nodeIP},
 		Password: func(ctx context.Context) ([]byte, error) {
 			v, err := store.Values(ctx, ConsolePasswordPath)
 			if err != nil {
@@ -33,18 +29,12 @@ func (s *Server) newConsole(p *platform) (*console.Console, error) {
 			return v["password"], nil
 		},
 		Tools:  tools,
-		Logger: s.log,
+		Logger: log,
 	})
-	if err != nil {
-		return nil, err
-	}
-	p.console = c
-	return c, nil
 }
 
 // ensureConsolePassword creates the console password on first start.
-func ensureConsolePassword(ctx context.Context, p *platform) error {
-	store := p.sec.Store()
+func ensureConsolePassword(ctx context.Context, store *secrets.Store) error {
 	if v, err := store.Values(ctx, ConsolePasswordPath); err == nil && len(v["password"]) > 0 {
 		return nil
 	}

@@ -18,43 +18,43 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/bundle"
-	"github.com/gluebox/gluebox/appliance/dashboards"
+	"github.com/gluebox/gluebox/appliance/gitops/engine"
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 	"github.com/gluebox/gluebox/appliance/kube"
 	"github.com/gluebox/gluebox/appliance/kubestate"
 	"github.com/gluebox/gluebox/appliance/logs"
 	"github.com/gluebox/gluebox/appliance/metrics"
+	"github.com/gluebox/gluebox/appliance/registry"
+	"github.com/gluebox/gluebox/appliance/secrets"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
 // observe is the observability stack: VictoriaLogs (store), VictoriaMetrics (store and
-// scraper), vlagent (container log collector) and gluebox's own metrics endpoint.
+// scraper), vlagent (container log collector), kube-state metrics and gluebox's own metrics
+// endpoint, whose registry the wiring adds the components' collectors to.
 type observe struct {
-	metrics    *metrics.Metrics
-	logs       *logs.Logs
-	collector  *logs.Collector
-	selfL      net.Listener
-	registry   *prometheus.Registry
-	logsBudget int64
-	// history gives dashboards their deploy annotations (the GitOps engine).
-	history dashboards.History
+	metrics   *metrics.Metrics
+	logs      *logs.Logs
+	collector *logs.Collector
+	kubeState *kubestate.Exporter
+	selfL     net.Listener
+	registry  *prometheus.Registry
 }
 
-// newObserve prepares the stack; nothing runs until the returned components start. The logs
-// and metrics stores come first (they need nothing), the collector last (it needs the API).
-func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Certs, cs kubernetes.Interface, p *platform) (*observe, []supervise.Component, []supervise.Component, error) {
+// newObserve prepares the stack; nothing runs until its components start. On success the
+// caller owns the metrics listener (close it if the wiring fails later).
+func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Certs, cs kubernetes.Interface) (*observe, error) {
 	l := s.layout
 	// gluebox's own metrics listen on a loopback port picked now, so the scrape config can name it.
 	selfL, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot open gluebox's metrics listener: %w", err)
+		return nil, fmt.Errorf("cannot open gluebox's metrics listener: %w", err)
 	}
-	o := &observe{selfL: selfL, registry: prometheus.NewRegistry(), logsBudget: s.cfg.LogsDiskBudget}
-	fail := func(err error) (*observe, []supervise.Component, []supervise.Component, error) {
+	o := &observe{selfL: selfL, registry: prometheus.NewRegistry()}
+	fail := func(err error) (*observe, error) {
 		selfL.Close()
-		return nil, nil, nil, err
+		return nil, err
 	}
 	// Each program has its own CPU limit; together they get --observability-cpu-limit, so
 	// their limits (3.5 cores in all) cannot take a small host from the node and its pods.
@@ -99,15 +99,20 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 	if err != nil {
 		return fail(err)
 	}
-
-	ks, err := kubestate.New(kubestate.Config{Client: cs}, s.log.With("component", "kubestate"))
+	o.kubeState, err = kubestate.New(kubestate.Config{Client: cs}, s.log.With("component", "kubestate"))
 	if err != nil {
 		return fail(err)
 	}
-	o.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ks.Collector())
-	o.registry.MustRegister(&glueboxCollector{s: s, p: p, dataDir: l.Root(), certFiles: map[string]string{
-		"cluster-ca": certs.CA.CertFile, "apiserver": certs.APIServer.CertFile, "kubelet-serving": certs.KubeletServing.CertFile,
-	}})
+	o.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), o.kubeState.Collector())
+	return o, nil
+}
+
+// close releases what newObserve took before anything ran.
+func (o *observe) close() { o.selfL.Close() }
+
+// first are the stack's components that start with the control plane: gluebox's metrics
+// endpoint, the stores, and (with shipper) gluebox's own log lines into the logs store.
+func (o *observe) first(shipper *logs.Shipper) []supervise.Component {
 	self := supervise.Func{N: "gluebox-metrics", R: func(ctx context.Context) error {
 		srv := &http.Server{Handler: promhttp.HandlerFor(o.registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
@@ -116,23 +121,27 @@ func (s *Server) newObserve(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kub
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
-		if err := srv.Serve(selfL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(o.selfL); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	}}
-	s.mu.Lock()
-	s.children = append(s.children, o.logs, o.metrics, o.collector)
-	s.mu.Unlock()
-	p.observe = o
-	kubeState := supervise.Func{N: "kube-state-metrics", R: ks.Run, Ready: ks.WaitReady}
-	first := []supervise.Component{self, o.logs, o.metrics}
-	if s.shipper != nil {
-		first = append(first, supervise.Func{N: "log-shipper", R: func(ctx context.Context) error {
-			return s.shipper.Run(ctx, o.logs.Client(), time.Second)
+	c := []supervise.Component{self, o.logs, o.metrics}
+	if shipper != nil {
+		c = append(c, supervise.Func{N: "log-shipper", R: func(ctx context.Context) error {
+			return shipper.Run(ctx, o.logs.Client(), time.Second)
 		}})
 	}
-	return o, first, []supervise.Component{kubeState, o.collector}, nil
+	return c
+}
+
+// last are the stack's components that need the API server and pods: kube-state metrics and
+// the container log collector.
+func (o *observe) last() []supervise.Component {
+	return []supervise.Component{
+		supervise.Func{N: "kube-state-metrics", R: o.kubeState.Run, Ready: o.kubeState.WaitReady},
+		o.collector,
+	}
 }
 
 // childCgroup is where the observability children get cgroups of their own with hard limits:
@@ -158,10 +167,14 @@ func (s *Server) childLimits(limit int64, flag string, cpu float64) supervise.Li
 // GitOps environments, registry size, backups and certificate expiry. The default alert rules
 // are written against these names.
 type glueboxCollector struct {
-	s         *Server
-	p         *platform
-	dataDir   string
-	certFiles map[string]string
+	dataDir    string
+	certFiles  map[string]string
+	engine     *engine.Engine
+	registry   *registry.Registry
+	secrets    *secrets.Service
+	metrics    *metrics.Metrics
+	logs       *logs.Logs
+	logsBudget int64
 }
 
 var (
@@ -199,7 +212,7 @@ func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
-	if eng := c.p.gitops; eng != nil {
+	if eng := c.engine; eng != nil {
 		if envs, err := eng.Envs(); err == nil {
 			for _, e := range envs {
 				ch <- prometheus.MustNewConstMetric(descEnvError, prometheus.GaugeValue, b(e.LastError != ""), e.App, e.Env)
@@ -216,10 +229,10 @@ func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if rs, err := c.p.reg.Status(ctx); err == nil {
+	if rs, err := c.registry.Status(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(descRegistry, prometheus.GaugeValue, float64(rs.StorageBytes))
 	}
-	if ss := c.p.sec.Status(); !ss.NewestVerified.IsZero() {
+	if ss := c.secrets.Status(); !ss.NewestVerified.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descBackup, prometheus.GaugeValue, float64(ss.NewestVerified.Unix()))
 	}
 	for name, f := range c.certFiles {
@@ -227,18 +240,18 @@ func (c *glueboxCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(t.Unix()), name)
 		}
 	}
-	if o := c.p.observe; o != nil && o.metrics != nil {
-		ret, budget := o.metrics.Budget()
+	if m := c.metrics; m != nil {
+		ret, budget := m.Budget()
 		ch <- prometheus.MustNewConstMetric(descObsRetention, prometheus.GaugeValue, ret.Seconds(), "metrics", "configured")
-		ch <- prometheus.MustNewConstMetric(descObsRetention, prometheus.GaugeValue, o.metrics.EffectiveRetention().Seconds(), "metrics", "effective")
+		ch <- prometheus.MustNewConstMetric(descObsRetention, prometheus.GaugeValue, m.EffectiveRetention().Seconds(), "metrics", "effective")
 		ch <- prometheus.MustNewConstMetric(descObsBudget, prometheus.GaugeValue, float64(budget), "metrics")
-		if used, err := o.metrics.DiskUsage(); err == nil {
+		if used, err := m.DiskUsage(); err == nil {
 			ch <- prometheus.MustNewConstMetric(descObsDisk, prometheus.GaugeValue, float64(used), "metrics")
 		}
 	}
-	if o := c.p.observe; o != nil && o.logs != nil {
-		ch <- prometheus.MustNewConstMetric(descObsBudget, prometheus.GaugeValue, float64(o.logsBudget), "logs")
-		if used, err := o.logs.DiskUsage(); err == nil {
+	if lg := c.logs; lg != nil {
+		ch <- prometheus.MustNewConstMetric(descObsBudget, prometheus.GaugeValue, float64(c.logsBudget), "logs")
+		if used, err := lg.DiskUsage(); err == nil {
 			ch <- prometheus.MustNewConstMetric(descObsDisk, prometheus.GaugeValue, float64(used), "logs")
 		}
 	}
@@ -258,10 +271,4 @@ func certExpiry(file string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	return cert.NotAfter, nil
-}
-
-// apis returns the observability stack's routes of the local API.
-func (o *observe) apis() []api.Registrar {
-	mc := o.metrics.Client()
-	return []api.Registrar{metrics.NewAPI(mc), logs.NewAPI(o.logs.Client()), dashboards.NewAPI(mc, o.history)}
 }

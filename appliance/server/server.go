@@ -30,11 +30,8 @@ import (
 	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/bundle"
 	"github.com/gluebox/gluebox/appliance/config"
-	"github.com/gluebox/gluebox/appliance/dns"
-	"github.com/gluebox/gluebox/appliance/gitops/webhook"
 	"github.com/gluebox/gluebox/appliance/hostcheck"
 	"github.com/gluebox/gluebox/appliance/kube"
-	"github.com/gluebox/gluebox/appliance/localpath"
 	"github.com/gluebox/gluebox/appliance/logs"
 	"github.com/gluebox/gluebox/appliance/node"
 	"github.com/gluebox/gluebox/appliance/paths"
@@ -52,15 +49,15 @@ type Server struct {
 	// shipper sends the server's log lines to the logs store (nil without observability).
 	shipper *logs.Shipper
 
-	mu        sync.Mutex
-	phase     string
-	started   time.Time
-	readyAt   time.Time
-	nodeName  string
-	nodeIP    net.IP
-	children  []interface{ State() supervise.ChildState }
-	group     *supervise.Group
-	plat      *platform
+	mu       sync.Mutex
+	phase    string
+	started  time.Time
+	readyAt  time.Time
+	nodeName string
+	nodeIP   net.IP
+	group    *supervise.Group
+	// w is what wire built; set once, before the local API serves.
+	w         *wiring
 	lastError string
 }
 
@@ -150,10 +147,13 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("cannot write CNI config: %w", err)
 	}
 
-	comps, err := s.components(bdl, netw, certs)
+	w, err := s.wire(bdl, netw, certs)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- api.Serve(apiCtx, l.Socket(), s.Handler()) }()
@@ -170,7 +170,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		}
 		s.log.Info("stopped", "took", time.Since(started).Round(time.Millisecond))
 	}
-	for _, c := range comps {
+	for _, c := range w.components {
 		if err := g.Start(ctx, c); err != nil {
 			s.setError(err)
 			stopAll()
@@ -218,160 +218,6 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		_ = os.Remove(marker)
 		return err
 	}
-}
-
-func (s *Server) components(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Certs) ([]supervise.Component, error) {
-	l := s.layout
-	over := func(kvs []string) (map[string]string, error) { return kube.ParseOverrides(kvs) }
-	apiArgs, err := over(s.cfg.APIServerArgs)
-	if err != nil {
-		return nil, err
-	}
-	cmArgs, err := over(s.cfg.ControllerManagerArgs)
-	if err != nil {
-		return nil, err
-	}
-	schedArgs, err := over(s.cfg.SchedulerArgs)
-	if err != nil {
-		return nil, err
-	}
-	kubeletArgs, err := over(s.cfg.KubeletArgs)
-	if err != nil {
-		return nil, err
-	}
-	proxyArgs, err := over(s.cfg.KubeProxyArgs)
-	if err != nil {
-		return nil, err
-	}
-	ds := kube.NewDatastore(l.DatastoreDir(), s.cfg.DatastoreEndpoint, filepath.Join(l.LogDir(), "kine.log"), s.log.With("component", "datastore"))
-	ctrd, err := node.NewContainerd(node.ContainerdConfig{
-		Layout:              l,
-		Bundle:              bdl,
-		RestrictOOMScoreAdj: node.RestrictOOMScoreAdjNeeded(),
-		Registries:          registryMirrors(s.cfg.RegistryAddr),
-	}, s.log.With("component", "containerd"))
-	if err != nil {
-		return nil, err
-	}
-	kubelet, err := node.NewKubelet(node.KubeletConfig{
-		Layout: l, Certs: certs, Net: netw, CgroupV1: hostcheck.CgroupV1(), ResolvConf: hostResolvConf(),
-		CgroupRoot: l.CgroupRoot(), ExtraArgs: kubeletArgs,
-	}, s.log.With("component", "kubelet"))
-	if err != nil {
-		return nil, err
-	}
-	proxy, err := node.NewProxy(node.ProxyConfig{Layout: l, Certs: certs, Net: netw, ExtraArgs: proxyArgs}, s.log.With("component", "kube-proxy"))
-	if err != nil {
-		return nil, err
-	}
-	dnsIP, err := netw.ServiceIP(10)
-	if err != nil {
-		return nil, err
-	}
-	clusterDNS, err := dns.New(dns.Config{
-		Binary: bdl.Bin("coredns"), Dir: l.Join("coredns"), LogFile: filepath.Join(l.LogDir(), "coredns.log"),
-		NodeIP: netw.NodeIP, ServiceIP: dnsIP, Kubeconfig: certs.CoreDNSKubecfg, Upstream: hostResolvConf(),
-	}, s.log.With("component", "coredns"))
-	if err != nil {
-		return nil, err
-	}
-	cs, err := kube.ClientFromKubeconfig(certs.SupervisorKubecfg)
-	if err != nil {
-		return nil, err
-	}
-	plat, platComps, err := s.newPlatform(cs)
-	if err != nil {
-		return nil, err
-	}
-	restCfg, err := kube.RESTConfig(certs.SupervisorKubecfg)
-	if err != nil {
-		return nil, err
-	}
-	// Constructed in dependency order (the supervisor's start order is the list below):
-	// observability first (the builder ships logs to it), then the build queue with its image
-	// index and the preview store, the engine (reads both, publishes platform.yaml), the
-	// follower (subscribes to platform.yaml, submits builds, triggers the engine) and the
-	// front door (its webhook receiver dispatches to the engine and the follower).
-	var obsFirst, obsLast []supervise.Component
-	if s.cfg.Observability {
-		o, first, last, err := s.newObserve(bdl, netw, certs, cs, plat)
-		if err != nil {
-			return nil, err
-		}
-		_, alertComps, err := s.newAlerting(bdl, o, plat)
-		if err != nil {
-			return nil, err
-		}
-		obsFirst, obsLast = append(first, alertComps...), last
-	}
-	images, previews, err := s.newBuilds(bdl, plat)
-	if err != nil {
-		return nil, err
-	}
-	eng, gitopsComp, err := s.newGitOps(restCfg, images.Index(), previews, plat)
-	if err != nil {
-		return nil, err
-	}
-	follower, err := s.newFollower(images, previews, eng, plat)
-	if err != nil {
-		return nil, err
-	}
-	buildComps := buildComponents(images, follower)
-	fd, err := s.newFrontDoor(cs, []webhook.Target{eng, follower}, plat)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.children = append(s.children, ctrd, clusterDNS, images.Daemon())
-	s.plat = plat
-	s.mu.Unlock()
-	published := make(chan struct{})
-	dnsPublish := supervise.Func{N: "cluster-dns-service", R: func(ctx context.Context) error {
-		if err := clusterDNS.Publish(ctx, cs); err != nil {
-			return err
-		}
-		close(published)
-		<-ctx.Done()
-		return nil
-	}, Ready: func(ctx context.Context) error {
-		select {
-		case <-published:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}}
-	comps := []supervise.Component{
-		ds,
-		&kube.APIServer{Certs: certs, Net: netw, Datastore: ds, ExtraArgs: apiArgs, Log: s.log},
-		&kube.ControllerManager{Certs: certs, Net: netw, ExtraArgs: cmArgs, Log: s.log},
-		&kube.Scheduler{Certs: certs, ExtraArgs: schedArgs, Log: s.log},
-	}
-	comps = append(comps, platComps...)
-	comps = append(comps, obsFirst...)
-	comps = append(comps,
-		ctrd,
-		kubelet,
-		proxy,
-		dnsPublish, // RBAC and the Service first, so CoreDNS can list from its first second
-		clusterDNS,
-		&localpath.Provisioner{Dir: l.StorageDir(), NodeName: netw.NodeName, Client: cs, Log: s.log.With("component", "local-path")},
-		plat.syncerComponent(),
-		fd,
-	)
-	comps = append(comps, buildComps...)
-	comps = append(comps, gitopsComp)
-	comps = append(comps, obsLast...)
-	con, err := s.newConsole(plat)
-	if err != nil {
-		return nil, err
-	}
-	return append(comps, supervise.Func{N: "console", R: func(ctx context.Context) error {
-		if err := ensureConsolePassword(ctx, plat); err != nil {
-			s.log.Warn("cannot create the console password; logins fail until it exists", "path", ConsolePasswordPath, "err", err)
-		}
-		return con.Run(ctx)
-	}, Ready: con.WaitReady}), nil
 }
 
 func (s *Server) network() (kube.ClusterNetwork, error) {
@@ -433,22 +279,25 @@ func (s *Server) Handler() http.Handler {
 	status.Route.Register(mux, func(w http.ResponseWriter, r *http.Request) {
 		st := s.Status()
 		s.mu.Lock()
-		plat := s.plat
+		wired := s.w
 		s.mu.Unlock()
-		if plat != nil {
-			if rs, err := plat.reg.Status(r.Context()); err == nil {
+		if wired != nil {
+			if rs, err := wired.reg.Status(r.Context()); err == nil {
 				st.Registry = &rs
 			}
-			ss := plat.sec.Status()
+			ss := wired.sec.Status()
 			st.Secrets = &ss
 		}
 		api.WriteJSON(w, http.StatusOK, st)
 	})
 	s.mu.Lock()
-	if s.plat != nil {
-		s.plat.register(mux)
-	}
+	w := s.w
 	s.mu.Unlock()
+	if w != nil {
+		for _, o := range w.routes {
+			o.Register(mux)
+		}
+	}
 	return mux
 }
 
@@ -473,7 +322,10 @@ func (s *Server) Status() Status {
 			st.Phase = "degraded" // serving, with a non-critical component being restarted
 		}
 	}
-	for _, c := range s.children {
+	if s.w == nil {
+		return st
+	}
+	for _, c := range s.w.children {
 		st.Children = append(st.Children, c.State())
 	}
 	return st

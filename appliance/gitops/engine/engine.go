@@ -252,10 +252,10 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		return nil, err
 	}
 	return &Engine{
-		cfg:   cfg,
-		deps:  deps,
-		log:   deps.Logger.With("component", "gitops"),
-		st:    st,
+		cfg:  cfg,
+		deps: deps,
+		log:  deps.Logger.With("component", "gitops"),
+		st:   st,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](retryBase, max(retryBase, cfg.PollInterval)),
 			workqueue.TypedRateLimitingQueueConfig[string]{}),

@@ -6,17 +6,19 @@ import (
 	"github.com/gluebox/gluebox/appliance/api"
 )
 
-// routeList answers the open previews. Every route string of this package is here.
-const routeList = "GET /v1/previews"
+// RouteList answers the open previews. Every route string of this package is here.
+var RouteList = api.Route{Method: http.MethodGet, Pattern: "/v1/previews"}
 
 // ListResponse is the body of GET /v1/previews.
 type ListResponse struct {
 	Previews []Preview `json:"previews"`
 }
 
-// Routes adds the previews API to mux.
-func (s *Store) Routes(mux *http.ServeMux) {
-	mux.HandleFunc(routeList, func(w http.ResponseWriter, r *http.Request) {
+var _ api.Registrar = (*Store)(nil)
+
+// Register adds the previews API to mux.
+func (s *Store) Register(mux *http.ServeMux) {
+	RouteList.Register(mux, func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, ListResponse{Previews: s.List(false)})
 	})
 }
