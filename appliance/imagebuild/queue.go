@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
 
@@ -258,22 +259,7 @@ func (q *Queue) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp := q.file() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("build: cannot save build records: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, q.file())
-	}
-	if err != nil {
+	if err := atomicfile.WriteFile(q.file(), b, 0o640); err != nil {
 		return fmt.Errorf("build: cannot save build records: %w", err)
 	}
 	return nil

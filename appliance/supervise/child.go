@@ -64,12 +64,11 @@ type ChildConfig struct {
 // dies. Use NewChild, then Run; Ready is closed the first time the program is ready in that
 // Run. Run may be called again once it returned (the Group does, after a failure).
 type Child struct {
-	cfg     ChildConfig
-	log     *slog.Logger
-	ready   Readiness
-	mu      sync.Mutex
-	state   ChildState
-	lastPID int
+	cfg   ChildConfig
+	log   *slog.Logger
+	ready Readiness
+	mu    sync.Mutex
+	state ChildState
 	// detect finds the cgroup hierarchies (tests point it elsewhere).
 	detect func() (cgroupFS, error)
 	// cg is the child's cgroup while Run runs with Limits; written by Run under mu.

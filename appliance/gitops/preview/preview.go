@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 	"github.com/gluebox/gluebox/appliance/gitops/render"
 	"github.com/gluebox/gluebox/appliance/imagebuild"
 )
@@ -197,10 +198,7 @@ func (s *Store) saveLocked() {
 	sort.Strings(r.Polled)
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err == nil {
-		tmp := s.file() + ".tmp"
-		if err = os.WriteFile(tmp, b, 0o600); err == nil {
-			err = os.Rename(tmp, s.file())
-		}
+		err = atomicfile.WriteFile(s.file(), b, 0o600)
 	}
 	if err != nil {
 		s.log.Error("cannot save preview records", "err", err)

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/atomicfile"
 )
 
 // Routes of the secret bindings' local API.
@@ -173,11 +174,10 @@ func (b *Bindings) update(change func([]Binding) ([]Binding, error)) error {
 	if err := os.MkdirAll(filepath.Dir(b.path), 0o700); err != nil {
 		return err
 	}
-	tmp := b.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("cannot write %s: %w", tmp, err)
+	if err := atomicfile.WriteFile(b.path, data, 0o600); err != nil {
+		return fmt.Errorf("cannot write %s: %w", b.path, err)
 	}
-	return os.Rename(tmp, b.path)
+	return nil
 }
 
 // Register adds the bindings' routes to mux.
