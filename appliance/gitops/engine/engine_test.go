@@ -136,6 +136,8 @@ func unstructuredInt(obj map[string]any, path ...string) (int64, bool, error) {
 type memSecrets struct {
 	mu sync.Mutex
 	m  map[string]map[string][]byte
+	// setCalled, when set, is closed by the first Set, which then waits for setGate.
+	setCalled, setGate chan struct{}
 }
 
 func newMemSecrets() *memSecrets { return &memSecrets{m: map[string]map[string][]byte{}} }
@@ -151,6 +153,11 @@ func (s *memSecrets) Values(_ context.Context, path string) (map[string][]byte, 
 }
 
 func (s *memSecrets) Set(_ context.Context, path string, values map[string][]byte, _ string) (uint64, error) {
+	if s.setCalled != nil {
+		close(s.setCalled)
+		<-s.setGate
+		s.setCalled = nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[path] = values
@@ -186,6 +193,8 @@ type engineOptions struct {
 	secrets *memSecrets
 	repo    state.RepoConfig
 	noRun   bool
+	// noWait returns without waiting for Ready.
+	noWait bool
 }
 
 func newTestEngine(t *testing.T) *testEngine { return newTestEngineWith(t, engineOptions{}) }
@@ -236,6 +245,9 @@ func newTestEngineWith(t *testing.T, o engineOptions) *testEngine {
 		te.shutdown(t)
 		<-qdone
 	})
+	if o.noWait {
+		return te
+	}
 	select {
 	case <-e.ready.C():
 	case err := <-te.done:
@@ -558,7 +570,19 @@ func TestRunOrder(t *testing.T) {
 	second := newFakeCluster()
 	second.gate = make(chan struct{})
 	secrets := newMemSecrets()
-	te = newTestEngineWith(t, engineOptions{dir: dir, git: git, cluster: second, secrets: secrets, repo: repo})
+	secrets.setCalled, secrets.setGate = make(chan struct{}), make(chan struct{})
+	te = newTestEngineWith(t, engineOptions{dir: dir, git: git, cluster: second, secrets: secrets, repo: repo, noWait: true})
+	var release sync.Once
+	open := func() { release.Do(func() { close(secrets.setGate) }) }
+	t.Cleanup(open)     // before the engine's cleanup stops Run
+	<-secrets.setCalled // Run stores the webhook secret...
+	select {
+	case <-te.Ready():
+		t.Fatal("Ready closed before the webhook secret was stored")
+	default:
+	}
+	open() // ...and is ready only once it is stored
+	<-te.Ready()
 	if v, err := secrets.Values(te.ctx, WebhookSecretPath); err != nil || len(v["secret"]) == 0 {
 		t.Fatalf("webhook secret when Ready closed: %v, %v", v, err)
 	}
