@@ -577,12 +577,12 @@ func TestRunOrder(t *testing.T) {
 	t.Cleanup(open)     // before the engine's cleanup stops Run
 	<-secrets.setCalled // Run stores the webhook secret...
 	select {
-	case <-te.Ready():
+	case <-te.ready.C():
 		t.Fatal("Ready closed before the webhook secret was stored")
 	default:
 	}
 	open() // ...and is ready only once it is stored
-	<-te.Ready()
+	<-te.ready.C()
 	if v, err := secrets.Values(te.ctx, WebhookSecretPath); err != nil || len(v["secret"]) == 0 {
 		t.Fatalf("webhook secret when Ready closed: %v, %v", v, err)
 	}
