@@ -20,6 +20,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // DefaultKeepRevisions is how many history entries an environment keeps when Open is given 0.
@@ -272,7 +273,7 @@ func (s *Store) DeleteEnv(app, env string) error {
 			return err
 		}
 		err := tx.Bucket(bucketHistory).DeleteBucket(envKey(app, env))
-		if errors.Is(err, bolt.ErrBucketNotFound) {
+		if errors.Is(err, berrors.ErrBucketNotFound) {
 			return nil
 		}
 		return err
