@@ -204,15 +204,20 @@ type FrontDoor struct {
 
 	certs *certStore // nil when HTTPS is off
 
-	started   atomic.Bool
+	running   atomic.Bool  // a Run is under way
 	httpsPort atomic.Int32 // bound HTTPS port for redirects; 0 while HTTPS is not listening
+	ready     supervise.Readiness
+
+	// informersOnce starts the informers the first time Run gets that far; they then run until
+	// a Run ends because its context ended (a stop), so a Run that failed (a listener that
+	// could not bind) and is run again by the supervisor keeps its synced caches.
+	informersOnce sync.Once
+	stopInformers context.CancelFunc
+	informersCtx  context.Context
 
 	mu         sync.Mutex
 	boundHTTP  string
 	boundHTTPS string
-	ready      chan struct{}
-	done       chan struct{} // closed when Run returns
-	runErr     error
 }
 
 var _ supervise.Component = (*FrontDoor)(nil)
@@ -232,10 +237,9 @@ func New(cfg Config) (*FrontDoor, error) {
 	f := &FrontDoor{
 		cfg:   cfg,
 		log:   logger.With("component", "frontdoor"),
-		kick:  make(chan struct{}, 1),
-		ready: make(chan struct{}),
-		done:  make(chan struct{}),
+		kick: make(chan struct{}, 1),
 	}
+	f.informersCtx, f.stopInformers = context.WithCancel(context.Background())
 	f.table.Store(buildTable(nil))
 	for p, h := range cfg.Handlers {
 		prefix, _ := mountPrefix(p) // validated above
@@ -313,23 +317,9 @@ func (f *FrontDoor) Name() string { return "frontdoor" }
 // request gets 404.
 func (f *FrontDoor) Handler() http.Handler { return f.handler }
 
-// WaitReady blocks until Run has built the first routing table and bound its listeners, Run
-// has failed (its error is returned), or ctx ends.
-func (f *FrontDoor) WaitReady(ctx context.Context) error {
-	select {
-	case <-f.ready:
-		return nil
-	case <-f.done:
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if f.runErr != nil {
-			return f.runErr
-		}
-		return errors.New("frontdoor: stopped before it was ready")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// WaitReady blocks until the current Run has built its first routing table and bound its
+// listeners, or ctx ends. A Run that fails says why itself (the supervisor watches both).
+func (f *FrontDoor) WaitReady(ctx context.Context) error { return f.ready.Wait(ctx) }
 
 // Routes returns the current routing table, sorted by host, path and path type, with the default
 // backend (if any) last.
@@ -399,31 +389,34 @@ func diffRoutes(old, cur []Route) (added, removed []string) {
 }
 
 // Run watches Ingresses, serves them on the configured listeners until ctx ends, then shuts
-// down within 5 s and returns nil. Errors name the address and the flag that set it.
+// down within 5 s and returns nil. Errors name the address and the flag that set it. After a
+// Run that failed, Run may be called again (the supervisor does, with backoff); two at once are
+// refused.
 func (f *FrontDoor) Run(ctx context.Context) (err error) {
-	if !f.started.CompareAndSwap(false, true) {
-		return errors.New("frontdoor: Run was already called")
+	if !f.running.CompareAndSwap(false, true) {
+		return errors.New("frontdoor: Run is already running")
 	}
-	defer func() {
-		f.mu.Lock()
-		f.runErr = err
-		f.mu.Unlock()
-		close(f.done)
-	}()
+	defer f.running.Store(false)
+	defer f.ready.Clear()
 
-	ictx, stopInformers := context.WithCancel(ctx)
+	ictx, stopLoop := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	defer func() {
-		stopInformers()
-		for _, fac := range f.factories {
-			fac.Shutdown()
+		stopLoop()
+		if ctx.Err() != nil { // a stop, not a failure: the informers end with it
+			f.stopInformers()
+			for _, fac := range f.factories {
+				fac.Shutdown()
+			}
 		}
 		bg.Wait()
 		f.tr.CloseIdleConnections()
 	}()
-	for _, fac := range f.factories {
-		fac.Start(ictx.Done())
-	}
+	f.informersOnce.Do(func() {
+		for _, fac := range f.factories {
+			fac.Start(f.informersCtx.Done())
+		}
+	})
 	if !cache.WaitForCacheSync(ictx.Done(), f.synced...) {
 		if ctx.Err() != nil {
 			return nil
@@ -501,7 +494,7 @@ func (f *FrontDoor) Run(ctx context.Context) (err error) {
 	}
 	f.mu.Unlock()
 	f.log.Info("front door serving", "http", f.BoundHTTPAddr(), "https", f.BoundHTTPSAddr(), "routes", len(f.Routes()), "ca", f.CAFile())
-	close(f.ready)
+	f.ready.Set()
 
 	select {
 	case <-ctx.Done():

@@ -592,23 +592,26 @@ func TestForceSSLRedirect(t *testing.T) {
 	}
 }
 
+// TestRunReportsAddressInUse checks that a Run whose address is taken fails with an error
+// naming the address, the flag and the cause, and that Run, called again as the supervisor
+// does, serves once the address is free.
 func TestRunReportsAddressInUse(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	addr := busy.Addr().String()
 	for _, tc := range []struct {
 		flag string
-		mod  func(*Config)
+		mod  func(c *Config, addr string)
 	}{
-		{"--http-addr", func(c *Config) { c.HTTPAddr = addr }},
-		{"--https-addr", func(c *Config) { c.HTTPAddr, c.HTTPSAddr, c.CertDir = "127.0.0.1:0", addr, t.TempDir() }},
+		{"--http-addr", func(c *Config, addr string) { c.HTTPAddr = addr }},
+		{"--https-addr", func(c *Config, addr string) { c.HTTPAddr, c.HTTPSAddr, c.CertDir = "127.0.0.1:0", addr, t.TempDir() }},
 	} {
 		t.Run(tc.flag, func(t *testing.T) {
+			busy, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer busy.Close()
+			addr := busy.Addr().String()
 			cfg := Config{Client: fake.NewClientset()}
-			tc.mod(&cfg)
+			tc.mod(&cfg, addr)
 			fd, err := New(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -619,11 +622,32 @@ func TestRunReportsAddressInUse(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), "address already in use") {
 				t.Fatalf("Run = %v; want an error naming %s, %s and the cause", err, addr, tc.flag)
 			}
-			if werr := fd.WaitReady(ctx); werr == nil || werr.Error() != err.Error() {
-				t.Errorf("WaitReady = %v, want Run's error", werr)
+			short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer stop()
+			if werr := fd.WaitReady(short); werr == nil {
+				t.Error("WaitReady = nil after a failed Run")
 			}
-			if err := fd.Run(ctx); err == nil {
-				t.Error("a second Run succeeded")
+
+			busy.Close() // the address is free: the next Run serves on it
+			rctx, rcancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- fd.Run(rctx) }()
+			if err := fd.WaitReady(ctx); err != nil {
+				t.Fatalf("second Run not ready: %v", err)
+			}
+			bound := fd.BoundHTTPAddr()
+			if tc.flag == "--https-addr" {
+				bound = fd.BoundHTTPSAddr()
+			}
+			if bound != addr {
+				t.Errorf("second Run listens on %s, want %s", bound, addr)
+			}
+			if err := fd.Run(ctx); err == nil || !strings.Contains(err.Error(), "already running") {
+				t.Errorf("a concurrent Run = %v, want it refused", err)
+			}
+			rcancel()
+			if err := <-done; err != nil {
+				t.Errorf("second Run after its stop = %v", err)
 			}
 		})
 	}
