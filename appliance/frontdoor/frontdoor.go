@@ -235,8 +235,8 @@ func New(cfg Config) (*FrontDoor, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	f := &FrontDoor{
-		cfg:   cfg,
-		log:   logger.With("component", "frontdoor"),
+		cfg:  cfg,
+		log:  logger.With("component", "frontdoor"),
 		kick: make(chan struct{}, 1),
 	}
 	f.informersCtx, f.stopInformers = context.WithCancel(context.Background())
