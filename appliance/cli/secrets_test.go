@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gluebox/gluebox/appliance/api"
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 	"github.com/gluebox/gluebox/appliance/paths"
 	"github.com/gluebox/gluebox/appliance/registry"
 	"github.com/gluebox/gluebox/appliance/secrets"
@@ -32,15 +33,10 @@ func serveAPI(t *testing.T, owners ...api.Registrar) string {
 	done := make(chan error, 1)
 	go func() { done <- api.Serve(ctx, l.Socket(), mux) }()
 	t.Cleanup(func() { cancel(); <-done })
-	for i := 0; ; i++ {
-		if _, err := os.Stat(l.Socket()); err == nil {
-			break
-		}
-		if i > 500 {
-			t.Fatal("API socket did not appear")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbin.Eventually(t, 5*time.Second, "the API socket", func() bool {
+		_, err := os.Stat(l.Socket())
+		return err == nil
+	})
 	return dir
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/gluebox/gluebox/appliance/api"
 	"github.com/gluebox/gluebox/appliance/gitops/preview"
 	"github.com/gluebox/gluebox/appliance/imagebuild"
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 )
 
 // TestBuildsAndPreviews calls the builds and previews routes on a real build queue (its build
@@ -46,19 +47,15 @@ func TestBuildsAndPreviews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got, err := c.Build(ctx, rec.ID)
-		if err != nil {
+	var got imagebuild.Record
+	testbin.Eventually(t, 30*time.Second, "build "+rec.ID+" to end", func() bool {
+		if got, err = c.Build(ctx, rec.ID); err != nil {
 			t.Fatal(err)
 		}
-		if got.Status == imagebuild.StatusSucceeded {
-			break
-		}
-		if got.Status == imagebuild.StatusFailed || time.Now().After(deadline) {
-			t.Fatalf("build %s: %s %s", rec.ID, got.Status, got.Error)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return got.Status.Final()
+	})
+	if got.Status != imagebuild.StatusSucceeded {
+		t.Fatalf("build %s: %s %s", rec.ID, got.Status, got.Error)
 	}
 	list, err := c.Builds(ctx, imagebuild.Filter{App: "shop", Status: imagebuild.StatusSucceeded})
 	if err != nil || len(list) != 1 || list[0].ID != rec.ID {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 	"github.com/gluebox/gluebox/appliance/logs"
 )
 
@@ -93,11 +94,5 @@ gluebox_builds_in_progress{status="running"} 0
 // waitFor polls cond until it holds, failing after 5s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbin.Eventually(t, 5*time.Second, what, cond)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gluebox/gluebox/appliance/config"
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 	"github.com/gluebox/gluebox/appliance/paths"
 	"github.com/gluebox/gluebox/appliance/supervise"
 )
@@ -210,17 +211,9 @@ func TestStatusDegraded(t *testing.T) {
 	s.mu.Unlock()
 	phase := func(want string) Status {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			st := s.Status()
-			if st.Phase == want {
-				return st
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("status %+v, want phase %s", st, want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		var st Status
+		testbin.Eventually(t, 10*time.Second, "phase "+want, func() bool { st = s.Status(); return st.Phase == want })
+		return st
 	}
 	st := phase("degraded")
 	if c := st.Components[0]; !c.Degraded() || c.Restarts == 0 || !strings.Contains(c.Error, "no route to the log store") {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 	"gopkg.in/natefinch/lumberjack.v2"
 )
 
@@ -77,17 +78,12 @@ func waitReady(t *testing.T, c *Child, within time.Duration) {
 // waitState polls until the child's state is want (with a pid unless want is "restarting").
 func waitState(t *testing.T, c *Child, want string, within time.Duration) ChildState {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		st := c.State()
-		if st.State == want && (st.PID != 0 || want == "restarting") {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("child state %+v, want %q within %s", st, want, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var st ChildState
+	testbin.Eventually(t, within, "child state "+want, func() bool {
+		st = c.State()
+		return st.State == want && (st.PID != 0 || want == "restarting")
+	})
+	return st
 }
 
 func readFile(t *testing.T, path string) string {
@@ -276,12 +272,9 @@ func TestChildLogRotation(t *testing.T) {
 		}
 		return out, sum
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	got, sum := sizes()
-	for sum < total && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		got, sum = sizes()
-	}
+	var got map[string]int64
+	var sum int64
+	testbin.Eventually(t, 10*time.Second, "all output in the log files", func() bool { got, sum = sizes(); return sum >= total })
 	cancel()
 	if err := waitErr(t, done, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -333,10 +326,7 @@ func TestChildEnvironmentAndDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "FOO=bar LEAK=unset PATH=set PWD=" + realDir + "\n"
-	deadline := time.Now().Add(5 * time.Second)
-	for readFile(t, logFile) != want && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbin.Eventually(t, 5*time.Second, "the child's environment in its log", func() bool { return readFile(t, logFile) == want })
 	if got := readFile(t, logFile); got != want {
 		t.Errorf("child saw %q, want %q", got, want)
 	}

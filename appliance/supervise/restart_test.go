@@ -12,24 +12,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 	"github.com/google/go-cmp/cmp"
 )
 
 // waitGroupState polls g until the state of the component name satisfies ok.
 func waitGroupState(t *testing.T, g *Group, name string, within time.Duration, ok func(State) bool) State {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	var found State
+	testbin.Eventually(t, within, name+" in the wanted state", func() bool {
 		for _, st := range g.States() {
 			if st.Name == name && ok(st) {
-				return st
+				found = st
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("states %+v: %s not as wanted within %s", g.States(), name, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
+	return found
 }
 
 func noFailure(t *testing.T, g *Group) {
@@ -319,11 +319,5 @@ func (c *fakeClock) waits() []time.Duration {
 
 func (c *fakeClock) waitFor(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(c.waits()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d backoff waits, want %d", len(c.waits()), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testbin.Eventually(t, 5*time.Second, fmt.Sprintf("%d backoff waits", n), func() bool { return len(c.waits()) >= n })
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/gluebox/gluebox/appliance/gitops/state"
 	"github.com/gluebox/gluebox/appliance/gitops/webhook"
 	"github.com/gluebox/gluebox/appliance/imagebuild"
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 )
 
 // fakeCluster stands in for the Kubernetes API behind apply.Applier (the applier itself is
@@ -605,11 +606,5 @@ func TestRunOrder(t *testing.T) {
 // waitFor polls cond until it holds, failing after 10s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbin.Eventually(t, 10*time.Second, what, cond)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/gluebox/gluebox/appliance/gitops/source/gittest"
 	"github.com/gluebox/gluebox/appliance/gitops/webhook"
 	"github.com/gluebox/gluebox/appliance/imagebuild"
+	"github.com/gluebox/gluebox/appliance/internal/testbin"
 )
 
 // The queue is the real build queue; only its BuildFunc stands in for BuildKit (that is
@@ -140,19 +141,14 @@ func (fx *fixture) digest(key string) (string, bool) {
 func (fx *fixture) settle() {
 	fx.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		busy := false
+	testbin.Eventually(fx.t, time.Until(deadline), "the builds to finish", func() bool {
 		for _, r := range fx.q.List(imagebuild.Filter{}) {
 			if !r.Status.Final() {
-				busy = true
+				return false
 			}
 		}
-		if !busy {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	fx.t.Fatal("builds did not finish")
+		return true
+	})
 }
 
 func (fx *fixture) poll() {
@@ -457,10 +453,7 @@ func TestCommitStatusesWithPreviewLink(t *testing.T) {
 	c := fx.git.Commit(map[string]string{"app.txt": "pr"}, "pr")
 	fx.git.SetRef("refs/pull/9/head", c)
 	fx.poll()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(forge.states()) < 4 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbin.Eventually(t, 10*time.Second, "four commit statuses", func() bool { return len(forge.states()) >= 4 })
 	forge.mu.Lock()
 	defer forge.mu.Unlock()
 	if len(forge.posts) != 4 {
@@ -525,11 +518,5 @@ func TestOddBranchNamesGetValidTags(t *testing.T) {
 // waitFor polls cond until it holds, failing after 10s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbin.Eventually(t, 10*time.Second, what, cond)
 }
