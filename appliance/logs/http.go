@@ -60,6 +60,16 @@ func (r Request) Values() url.Values {
 	return v
 }
 
+// queryAndSince reads the arguments both routes take: the LogsQL they select and ?since=.
+func queryAndSince(q url.Values) (string, time.Duration, error) {
+	query, err := BuildQuery(q)
+	if err != nil {
+		return "", 0, err
+	}
+	since, err := api.QueryDuration(q, "since")
+	return query, since, err
+}
+
 // API serves the log store's routes of the local API through a Client; it keeps no state.
 type API struct {
 	client *Client
@@ -74,12 +84,7 @@ func NewAPI(c *Client) *API { return &API{client: c} }
 func (a *API) Register(mux *http.ServeMux) {
 	RouteQuery.Register(mux, func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		query, err := BuildQuery(q)
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		since, err := api.QueryDuration(q, "since")
+		query, since, err := queryAndSince(q)
 		if err != nil {
 			api.WriteError(w, err)
 			return
@@ -107,13 +112,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		api.WriteJSON(w, http.StatusOK, out)
 	})
 	RouteTail.Register(mux, func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		query, err := BuildQuery(q)
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		since, err := api.QueryDuration(q, "since")
+		query, since, err := queryAndSince(r.URL.Query())
 		if err != nil {
 			api.WriteError(w, err)
 			return
