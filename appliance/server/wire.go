@@ -124,10 +124,15 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 	if err != nil {
 		return nil, err
 	}
+	// Until wire succeeds, what it opened is closed again on the way out.
+	var obs *observe
 	ok := false
 	defer func() {
 		if !ok {
 			sec.Close()
+			if obs != nil {
+				obs.close()
+			}
 		}
 	}()
 	syncer, err := kubesync.New(cs, sec.Store(), kubesync.Config{}, s.log.With("component", "secret-sync"))
@@ -140,23 +145,15 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 	}
 
 	// Observability (optional).
-	var obs *observe
 	var alerting *alertingStack
 	if s.cfg.Observability {
 		if obs, err = s.newObserve(bdl, netw, certs, cs); err != nil {
 			return nil, err
 		}
 		if alerting, err = s.newAlerting(bdl, obs); err != nil {
-			obs.close()
 			return nil, err
 		}
 	}
-	closeObs := func() {
-		if obs != nil {
-			obs.close()
-		}
-	}
-
 	// Builds, previews, GitOps.
 	var buildLogs imagebuild.LogSink
 	if obs != nil {
@@ -175,7 +172,6 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 		Queue:   imagebuild.QueueConfig{Dir: filepath.Join(l.StateDir(), "builds"), Concurrency: s.cfg.BuildConcurrency},
 	}, buildLogs, s.log)
 	if err != nil {
-		closeObs()
 		return nil, err
 	}
 	previews, err := preview.New(preview.Config{
@@ -184,7 +180,6 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 		TTL:      s.cfg.PreviewTTL,
 	}, images.Index(), s.log)
 	if err != nil {
-		closeObs()
 		return nil, err
 	}
 	platformYAML := gitopsplatform.NewPublisher()
@@ -193,7 +188,6 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 	}
 	applier, err := apply.New(restCfg)
 	if err != nil {
-		closeObs()
 		return nil, err
 	}
 	eng, err := engine.New(engine.Config{
@@ -214,7 +208,6 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 		Logger:      s.log,
 	})
 	if err != nil {
-		closeObs()
 		return nil, fmt.Errorf("cannot start the GitOps engine: %w", err)
 	}
 	follower, err := follow.New(follow.Config{
@@ -231,14 +224,12 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 		Logger:   s.log,
 	})
 	if err != nil {
-		closeObs()
 		return nil, err
 	}
 
 	// The front door, with the Git webhook receiver on every host.
 	hook, err := webhook.New(webhook.Dispatch(eng, follower), s.log)
 	if err != nil {
-		closeObs()
 		return nil, err
 	}
 	fd, err := frontdoor.New(frontdoor.Config{
@@ -250,7 +241,6 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 		Logger:    s.log.With("component", "frontdoor"),
 	})
 	if err != nil {
-		closeObs()
 		return nil, err
 	}
 
@@ -261,7 +251,6 @@ func (s *Server) wire(bdl bundle.Dir, netw kube.ClusterNetwork, certs *kube.Cert
 	}
 	con, err := newConsole(s.cfg.ConsoleAddr, filepath.Join(l.PKIDir(), "console"), s.cfg.NodeIP, sec.Store(), tools, s.log)
 	if err != nil {
-		closeObs()
 		return nil, err
 	}
 
